@@ -1,0 +1,60 @@
+"""The database engine and sessions; one engine per process, created lazily after fork."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import settings
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the API read while a worker writes; busy_timeout waits out short write locks.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=40,
+        pool_pre_ping=True,  # survive a database restart without a failed request
+        pool_recycle=1800,
+        # Results may be up to 16 MiB of JSON; PyMySQL's own cap is 16 MiB including the SQL.
+        connect_args={"max_allowed_packet": 64 * 1024 * 1024, "charset": "utf8mb4"},
+    )
+
+
+@cache
+def engine() -> Engine:
+    return make_engine(settings.database_url)
+
+
+@cache
+def _sessions() -> sessionmaker[Session]:
+    return sessionmaker(engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with _sessions().begin() as session:
+        yield session
+
+
+def dispose_after_fork() -> None:
+    """Drop connections inherited from a parent process without closing the parent's."""
+    if engine.cache_info().currsize:
+        engine().dispose(close=False)

@@ -1,0 +1,120 @@
+"""ORM models: the execution row is the single source of truth for status and result."""
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import JSON, DateTime, Enum, Index, String, TypeDecorator
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC with microseconds; hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExecutionStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.CANCELLED}
+)
+
+ulid = Annotated[str, 26]
+str64 = Annotated[str, 64]
+str255 = Annotated[str, 255]
+json_doc = dict[str, Any]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        ulid: String(26),
+        str64: String(64),
+        str255: String(255),
+        datetime: UTCDateTime(),
+        # MySQL JSON holds up to max_allowed_packet; MariaDB maps it to LONGTEXT (4 GiB).
+        dict[str, Any]: JSON(),
+        ExecutionStatus: Enum(
+            ExecutionStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+    }
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+
+    id: Mapped[ulid] = mapped_column(primary_key=True)
+    plugin: Mapped[str64]
+    command: Mapped[str64]
+    params: Mapped[json_doc]
+    queue: Mapped[str64]
+    status: Mapped[ExecutionStatus] = mapped_column(default=ExecutionStatus.QUEUED)
+    result: Mapped[json_doc | None]
+    error: Mapped[json_doc | None]
+    progress: Mapped[json_doc | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_retries: Mapped[int]
+    priority: Mapped[int]
+    timeout_s: Mapped[float]
+    schedule_id: Mapped[ulid | None]
+    idempotency_key: Mapped[str255 | None] = mapped_column(unique=True)
+    worker: Mapped[str255 | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_executions_status_id", "status", "id"),
+        Index("ix_executions_plugin_id", "plugin", "id"),
+        Index("ix_executions_schedule_id_id", "schedule_id", "id"),
+        Index("ix_executions_status_lease", "status", "lease_expires_at"),
+    )
+
+
+class PluginCommand(Base):
+    """The catalog that workers publish at start-up; the API validates and lists from it."""
+
+    __tablename__ = "plugin_commands"
+
+    plugin: Mapped[str64] = mapped_column(primary_key=True)
+    command: Mapped[str64] = mapped_column(primary_key=True)
+    description: Mapped[str255] = mapped_column(default="")
+    plugin_description: Mapped[str255] = mapped_column(default="")
+    params_schema: Mapped[json_doc]
+    version: Mapped[str64]
+    queue: Mapped[str64]
+    result_type: Mapped[str64]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,75 @@
+"""The Celery app (configuration only), task names, and publishing executions by name.
+
+The API and beat import this module, never ``tasks/`` or ``workers/``: they send tasks by
+name, so they carry no plugin code.
+"""
+
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from core.errors import BrokerUnavailable
+from core.settings import settings
+
+RUN_EXECUTION = "agentq.run_execution"
+
+# Our priority runs 0..9 with 9 highest; the Redis transport consumes 0 first.
+PRIORITY_LEVELS = 10
+
+
+def broker_priority(priority: int) -> int:
+    if settings.broker_url.startswith("redis"):
+        return PRIORITY_LEVELS - 1 - priority
+    return priority
+
+
+def celery_config() -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Longer than any timeout_s, or a long run would be delivered to a second worker.
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            "priority_steps": list(range(PRIORITY_LEVELS)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,  # the execution row is the result
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": settings.default_queue,
+        "task_queue_max_priority": PRIORITY_LEVELS - 1,
+        "task_default_priority": broker_priority(5),
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+app = Celery("agentq")
+app.config_from_object(celery_config())
+
+
+def enqueue(execution_id: str, queue: str, priority: int) -> None:
+    """Publish one execution; the id doubles as the Celery task id so Flower shows it."""
+    try:
+        app.send_task(
+            RUN_EXECUTION,
+            args=[execution_id],
+            task_id=execution_id,
+            queue=queue,
+            priority=broker_priority(priority),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        )
+    except (KombuOperationalError, ConnectionError, OSError) as exc:
+        raise BrokerUnavailable(f"The broker is unreachable: {exc}") from exc

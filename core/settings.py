@@ -1,0 +1,74 @@
+"""One settings object for every agentq process, read from ``AGENTQ_*`` variables."""
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The longest timeout a client may ask for; the broker's visibility timeout must exceed it.
+MAX_TIMEOUT_S = 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTQ_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    # Pub/sub for long-polls and events; defaults to the broker when that is Redis.
+    redis_url: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    flower_port: int = 5555
+    admin_api_key: str = ""
+
+    default_queue: str = "agentq"
+    worker_concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
+    default_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 300
+    default_max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    retry_backoff_s: Annotated[float, Field(gt=0)] = 1.0
+    retry_backoff_max_s: Annotated[float, Field(gt=0)] = 300.0
+    lease_s: Annotated[float, Field(gt=0)] = 30.0
+    heartbeat_s: Annotated[float, Field(gt=0)] = 0.5
+    broker_visibility_timeout_s: Annotated[float, Field(gt=0)] = MAX_TIMEOUT_S + 600
+    # A sync plugin that ignores cancellation is interrupted; if it is stuck in C code,
+    # the row is finished anyway after this grace period.
+    stop_grace_s: Annotated[float, Field(ge=0)] = 2.0
+    max_result_bytes: int = 16 * 1024 * 1024
+    max_wait_s: float = 60.0
+    compat_wait_s: float = 30.0
+    catalog_ttl_s: float = 2.0
+    retention_days: int = 30
+
+    outbound_allow_private: bool = False
+    outbound_max_bytes: int = 1024 * 1024
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+
+    @field_validator("database_url")
+    @classmethod
+    def _pymysql_driver(cls, url: str) -> str:
+        # Operators write mysql://…; SQLAlchemy needs the driver named.
+        if url.startswith("mysql://"):
+            return "mysql+pymysql://" + url.removeprefix("mysql://")
+        return url
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'agentq.db').resolve()}"
+        if not self.broker_url:
+            self.broker_url = "redis://127.0.0.1:6379/0"
+        if not self.redis_url and self.broker_url.startswith(("redis://", "rediss://")):
+            self.redis_url = self.broker_url
+        if self.broker_visibility_timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(
+                f"AGENTQ_BROKER_VISIBILITY_TIMEOUT_S must exceed the longest timeout_s "
+                f"({MAX_TIMEOUT_S}), or long runs would be redelivered while they run"
+            )
+        return self
+
+
+settings = Settings()

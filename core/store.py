@@ -1,0 +1,289 @@
+"""Every SQL statement of agentq. Each function is one transaction.
+
+Hot paths stay at one or two round trips: submit (one INSERT batch, plus one SELECT when
+idempotency keys are given), claim (conditional UPDATE + SELECT), finish (one UPDATE).
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from ulid import ULID
+
+from core.db import session_scope
+from core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
+from core.models import TERMINAL, Execution, ExecutionStatus, PluginCommand, utcnow
+
+S = ExecutionStatus
+_CLAIMABLE = (S.QUEUED, S.RETRYING)
+_CANCELLABLE = (S.QUEUED, S.RUNNING, S.RETRYING)
+
+
+def new_id() -> str:
+    """A sortable id (ULID): keyset pagination orders by it."""
+    return str(ULID())
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    plugin: str
+    command: str
+    params: dict[str, Any]
+    queue: str
+    priority: int
+    timeout_s: float
+    max_retries: int
+    idempotency_key: str | None = None
+    schedule_id: str | None = None
+
+
+@dataclass
+class Submitted:
+    execution: Execution
+    created: bool = field(default=True)
+
+
+def _same_request(row: Execution, spec: NewExecution) -> bool:
+    return (row.plugin, row.command, row.params) == (spec.plugin, spec.command, spec.params)
+
+
+def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
+    """Insert executions in one transaction; a known idempotency key returns its execution.
+
+    A concurrent submit with the same key loses the unique-key race and is answered
+    from the winner's row on the second pass.
+    """
+    try:
+        return _create_executions(specs)
+    except IntegrityError:
+        return _create_executions(specs)
+
+
+def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
+    keys = {s.idempotency_key for s in specs if s.idempotency_key}
+    now = utcnow()
+    with session_scope() as session:
+        known: dict[str, Execution] = {}
+        if keys:
+            rows = session.scalars(select(Execution).where(Execution.idempotency_key.in_(keys)))
+            known = {row.idempotency_key: row for row in rows if row.idempotency_key}
+        out: list[Submitted] = []
+        for spec in specs:
+            key = spec.idempotency_key
+            if key and key in known:
+                row = known[key]
+                if not _same_request(row, spec):
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {key!r} was used for a different request "
+                        f"({row.plugin}/{row.command}, execution {row.id}); use a new key."
+                    )
+                out.append(Submitted(row, created=False))
+                continue
+            row = Execution(
+                id=new_id(),
+                plugin=spec.plugin,
+                command=spec.command,
+                params=spec.params,
+                queue=spec.queue,
+                status=S.QUEUED,
+                attempts=0,
+                max_retries=spec.max_retries,
+                priority=spec.priority,
+                timeout_s=spec.timeout_s,
+                schedule_id=spec.schedule_id,
+                idempotency_key=key,
+                created_at=now,
+            )
+            session.add(row)
+            if key:
+                known[key] = row
+            out.append(Submitted(row))
+        return out
+
+
+def delete_unstarted(execution_ids: Iterable[str]) -> None:
+    """Take back executions that could not be published (nothing durable stays behind)."""
+    with session_scope() as session:
+        session.execute(
+            delete(Execution).where(Execution.id.in_(list(execution_ids)), Execution.status == S.QUEUED)
+        )
+
+
+def get_execution(execution_id: str) -> Execution:
+    with session_scope() as session:
+        row = session.get(Execution, execution_id)
+    if row is None:
+        raise ExecutionNotFound(execution_id)
+    return row
+
+
+def list_executions(
+    *,
+    status: ExecutionStatus | None = None,
+    plugin: str | None = None,
+    schedule_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Execution], str | None]:
+    """Newest first, by keyset on the id; returns the page and the cursor of the next one."""
+    query = select(Execution).order_by(Execution.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    if plugin is not None:
+        query = query.where(Execution.plugin == plugin)
+    if schedule_id is not None:
+        query = query.where(Execution.schedule_id == schedule_id)
+    if cursor:
+        query = query.where(Execution.id < cursor)
+    with session_scope() as session:
+        rows = list(session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def cancel_execution(execution_id: str) -> Execution:
+    """Cancel a queued, retrying or running execution; the row turns terminal at once.
+
+    The worker running it sees the status on its next heartbeat and stops the plugin.
+    Cancelling a cancelled execution again is a no-op; a finished one is a conflict.
+    """
+    now = utcnow()
+    with session_scope() as session:
+        session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status.in_(_CANCELLABLE))
+            .values(
+                status=S.CANCELLED,
+                finished_at=now,
+                lease_expires_at=None,
+                error={"type": "cancelled", "message": "Cancelled on request."},
+            )
+        )
+        row = session.get(Execution, execution_id)
+    if row is None:
+        raise ExecutionNotFound(execution_id)
+    if row.status != S.CANCELLED:
+        raise NotCancellable(f"Execution {execution_id} already ended as {row.status.value}.")
+    return row
+
+
+def claim(execution_id: str, attempt: int, worker: str, lease_s: float) -> Execution | None:
+    """Take an execution for this attempt; None when another delivery already did.
+
+    Claimable: queued/retrying at exactly this attempt count (so a duplicate message
+    finds attempts already moved on), or running under a lease that has expired (its
+    worker died; the lost run counts as an attempt).
+    """
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(Execution)
+            .where(
+                Execution.id == execution_id,
+                or_(
+                    and_(Execution.status.in_(_CLAIMABLE), Execution.attempts == attempt),
+                    and_(Execution.status == S.RUNNING, Execution.lease_expires_at < now),
+                ),
+            )
+            .values(
+                status=S.RUNNING,
+                attempts=Execution.attempts + 1,
+                started_at=now,
+                worker=worker,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return session.get(Execution, execution_id)
+
+
+def _running_attempt(execution_id: str, attempt: int) -> Any:
+    return and_(Execution.id == execution_id, Execution.status == S.RUNNING, Execution.attempts == attempt)
+
+
+def finish(
+    execution_id: str,
+    attempt: int,
+    status: ExecutionStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
+) -> bool:
+    """Record the outcome of one attempt; False when the row moved on (cancelled, reclaimed)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "result": result,
+        "error": error,
+        "lease_expires_at": None,
+    }
+    if status in TERMINAL:
+        values["finished_at"] = utcnow()
+    if progress is not None:
+        values["progress"] = progress
+    with session_scope() as session:
+        done = session.execute(
+            update(Execution)
+            .where(_running_attempt(execution_id, attempt))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def save_progress(updates: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """Store the latest progress of running attempts, one UPDATE each, one transaction."""
+    with session_scope() as session:
+        for (execution_id, attempt), progress in updates.items():
+            session.execute(
+                update(Execution)
+                .where(_running_attempt(execution_id, attempt))
+                .values(progress=progress)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:
+    """Renew the leases of running attempts (when ``lease_s``) and return those to stop.
+
+    An attempt must stop when its row is no longer running at that attempt: cancelled,
+    or reclaimed by another worker after this one lost its lease.
+    """
+    ids = list(running)
+    with session_scope() as session:
+        if lease_s is not None:
+            session.execute(
+                update(Execution)
+                .where(Execution.id.in_(ids), Execution.status == S.RUNNING)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False)
+            )
+        rows = session.execute(
+            select(Execution.id, Execution.status, Execution.attempts).where(Execution.id.in_(ids))
+        ).all()
+    current = {row.id: (row.status, row.attempts) for row in rows}
+    return {i for i, attempt in running.items() if current.get(i) != (S.RUNNING, attempt)}
+
+
+def publish_catalog(entries: Sequence[PluginCommand]) -> None:
+    """Upsert the plugin commands a worker offers."""
+    with session_scope() as session:
+        for entry in entries:
+            session.merge(entry)
+
+
+def read_catalog() -> list[PluginCommand]:
+    with session_scope() as session:
+        return list(session.scalars(select(PluginCommand).order_by(PluginCommand.plugin, PluginCommand.command)))
+
+
+def ping() -> None:
+    """One round trip, for readiness."""
+    with session_scope() as session:
+        session.execute(select(1))

@@ -1,0 +1,175 @@
+"""The plugin SDK: a plugin is a class with a name and commands.
+
+    class Greeter(Plugin):
+        name = "greeter"
+        description = "Says hello."
+
+        @command(HelloParams)
+        async def hello(self, ctx: Context, params: HelloParams) -> dict[str, str]:
+            ctx.progress(50, "thinking")
+            return {"greeting": f"hello {params.who}"}
+
+A command's params model gives the JSON Schema that the API validates submissions
+against. A command may be ``def`` (run on a worker thread), ``async def`` (run on the
+worker's event loop), or a ``def`` that returns an awaitable (its sync part runs on a
+thread, the awaitable on the loop). Raise ``RetryLater`` for a transient
+failure and ``PermanentError`` for one no retry can mend.
+"""
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+CommandFunc = Callable[..., Any]
+
+
+class Interrupted(BaseException):
+    """Raised inside a plugin whose execution was cancelled or ran out of time.
+
+    A BaseException, so that a plugin's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Context:
+    """What a running command sees of its execution."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        attempt: int,
+        *,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self._stop = stop or threading.Event()
+        self._on_progress = on_progress
+        self.stop_reason = "cancelled"
+        self.logger = logger or logging.LoggerAdapter(
+            logging.getLogger("agentq.plugin"), {"execution_id": execution_id}
+        )
+        self.last_progress: dict[str, Any] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the execution was cancelled or timed out: stop soon."""
+        return self._stop.is_set()
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` if the execution should stop."""
+        if self._stop.is_set():
+            raise Interrupted(self.stop_reason)
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report progress (0–100); stored on the execution and visible in ``GET``."""
+        self.last_progress = {"percent": max(0.0, min(100.0, float(percent))), "message": message}
+        if self._on_progress is not None:
+            self._on_progress(self.last_progress)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once (with ``Interrupted``) when the execution must stop."""
+        if self._stop.wait(seconds):
+            raise Interrupted(self.stop_reason)
+
+    async def asleep(self, seconds: float) -> None:
+        """``asyncio.sleep``; the runtime cancels the coroutine when the execution must stop."""
+        await asyncio.sleep(seconds)
+        self.check()
+
+    def interrupt(self, reason: str) -> None:
+        """Ask the command to stop (used by the runtime)."""
+        self.stop_reason = reason
+        self._stop.set()
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    params_model: type[BaseModel]
+    func: CommandFunc
+    description: str
+    result_type: str | None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def params_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+
+def command(
+    params: type[ParamsT], *, name: str | None = None, result_type: str | None = None
+) -> Callable[[CommandFunc], CommandFunc]:
+    """Mark a plugin method as a command taking ``params``."""
+
+    def mark(func: CommandFunc) -> CommandFunc:
+        doc = inspect.getdoc(func) or ""
+        func._agentq_command = Command(  # type: ignore[attr-defined]
+            name=name or func.__name__,
+            params_model=params,
+            func=func,
+            description=doc.splitlines()[0] if doc else "",
+            result_type=result_type,
+        )
+        return func
+
+    return mark
+
+
+class Plugin:
+    """Base class of plugins; subclasses set ``name`` and mark commands with ``@command``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    # The Celery queue its executions go to; None means the worker's default queue.
+    queue: ClassVar[str | None] = None
+    commands: ClassVar[dict[str, Command]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                cmd = getattr(attr, "_agentq_command", None)
+                if isinstance(cmd, Command):
+                    found[cmd.name] = cmd
+        cls.commands = found
+
+    def bind(self, cmd: Command) -> Callable[[Context, BaseModel], Any | Awaitable[Any]]:
+        return cmd.func.__get__(self, type(self))  # type: ignore[no-any-return]
+
+
+def run_command(plugin: Plugin, command_name: str, params: dict[str, Any], ctx: Context | None = None) -> Any:
+    """Run one command outside a worker: a test double for plugin authors.
+
+    Validates ``params`` like the API does, runs sync or async commands alike and
+    returns the result.
+    """
+    cmd = type(plugin).commands[command_name]
+    ctx = ctx or Context("test", 1)
+    fn = plugin.bind(cmd)
+    parsed = cmd.params_model.model_validate(params)
+    value = fn(ctx, parsed)
+    if inspect.isawaitable(value):
+        return asyncio.run(_await(value))
+    return value
+
+
+async def _await(value: Awaitable[Any]) -> Any:
+    return await value
+

@@ -1,0 +1,89 @@
+"""Finds plugins: the built-in ones and those installed under the ``agentq.plugins`` entry point."""
+
+import importlib
+import logging
+from importlib.metadata import entry_points
+
+from core.errors import PluginNotFound, UnknownCommand
+from core.models import PluginCommand, utcnow
+from workers.plugins.base import Command, Plugin
+
+ENTRY_POINT_GROUP = "agentq.plugins"
+BUILTIN = (
+    "workers.plugins.echo:EchoPlugin",
+    "workers.plugins.simulate:SimulatePlugin",
+    "workers.plugins.http:HttpPlugin",
+    "workers.plugins.news:NewsPlugin",
+    "workers.plugins.llm:LlmPlugin",
+)
+
+log = logging.getLogger(__name__)
+
+
+class DuplicatePlugin(Exception):
+    pass
+
+
+def _import(target: str) -> type[Plugin]:
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        raise TypeError(f"{target} is not a Plugin subclass")
+    return cls
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._plugins: dict[str, Plugin] = {}
+
+    def add(self, cls: type[Plugin]) -> None:
+        if cls.name in self._plugins:
+            raise DuplicatePlugin(f"A plugin named {cls.name!r} is already registered.")
+        if not cls.commands:
+            raise TypeError(f"Plugin {cls.name!r} has no commands.")
+        self._plugins[cls.name] = cls()
+
+    def get(self, name: str) -> Plugin:
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise PluginNotFound(name) from None
+
+    def command(self, plugin: str, command: str) -> tuple[Plugin, Command]:
+        found = self.get(plugin)
+        try:
+            return found, type(found).commands[command]
+        except KeyError:
+            offered = ", ".join(sorted(type(found).commands))
+            raise UnknownCommand(f"Plugin {plugin!r} has no command {command!r}; it offers: {offered}.") from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._plugins.values())
+
+    def catalog(self, default_queue: str) -> list[PluginCommand]:
+        now = utcnow()
+        return [
+            PluginCommand(
+                plugin=plugin.name,
+                command=cmd.name,
+                description=cmd.description[:255],
+                plugin_description=plugin.description[:255],
+                params_schema=cmd.params_schema(),
+                version=plugin.version,
+                queue=plugin.queue or default_queue,
+                result_type=cmd.result_type or plugin.name,
+                updated_at=now,
+            )
+            for plugin in self._plugins.values()
+            for cmd in type(plugin).commands.values()
+        ]
+
+
+def load_registry() -> Registry:
+    registry = Registry()
+    for target in BUILTIN:
+        registry.add(_import(target))
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        registry.add(ep.load())
+        log.info("loaded plugin %s from %s", ep.name, ep.value)
+    return registry
