@@ -9,6 +9,7 @@ AgentqError
  │    └── NotCancellable
  ├── InvalidRequest            (field problems in ``errors``)
  │    ├── InvalidParams
+ │    ├── UnknownPlugin
  │    └── UnknownCommand
  ├── Unavailable               (a dependency is down; try again)
  │    └── BrokerUnavailable
@@ -64,6 +65,10 @@ class InvalidParams(InvalidRequest):
     pass
 
 
+class UnknownPlugin(InvalidRequest):
+    pass
+
+
 class UnknownCommand(InvalidRequest):
     pass
 
@@ -73,7 +78,7 @@ class Unavailable(AgentqError):
 
 
 class BrokerUnavailable(Unavailable):
-    pass
+    published: list[str] = []  # what went out before the broker failed
 
 
 class PluginError(AgentqError):

@@ -4,12 +4,14 @@ The API and beat import this module, never ``tasks/`` or ``workers/``: they send
 name, so they carry no plugin code.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import BrokerUnavailable
+from core.models import Execution
 from core.settings import settings
 
 RUN_EXECUTION = "agentq.run_execution"
@@ -59,17 +61,29 @@ app = Celery("agentq")
 app.config_from_object(celery_config())
 
 
-def enqueue(execution_id: str, queue: str, priority: int) -> None:
-    """Publish one execution; the id doubles as the Celery task id so Flower shows it."""
+def enqueue(executions: Iterable[Execution]) -> list[str]:
+    """Publish executions over one producer connection; returns the ids published.
+
+    The id doubles as the Celery task id and the only argument, so Flower shows it.
+    On a broker failure the ids published so far are attached to the error.
+    """
+    published: list[str] = []
     try:
-        app.send_task(
-            RUN_EXECUTION,
-            args=[execution_id],
-            task_id=execution_id,
-            queue=queue,
-            priority=broker_priority(priority),
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-        )
+        with app.producer_or_acquire() as producer:
+            for execution in executions:
+                app.send_task(
+                    RUN_EXECUTION,
+                    args=[execution.id],
+                    task_id=execution.id,
+                    queue=execution.queue,
+                    priority=broker_priority(execution.priority),
+                    producer=producer,
+                    retry=True,
+                    retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+                )
+                published.append(execution.id)
     except (KombuOperationalError, ConnectionError, OSError) as exc:
-        raise BrokerUnavailable(f"The broker is unreachable: {exc}") from exc
+        error = BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.")
+        error.published = published
+        raise error from exc
+    return published

@@ -280,7 +280,9 @@ def publish_catalog(entries: Sequence[PluginCommand]) -> None:
 
 def read_catalog() -> list[PluginCommand]:
     with session_scope() as session:
-        return list(session.scalars(select(PluginCommand).order_by(PluginCommand.plugin, PluginCommand.command)))
+        return list(
+            session.scalars(select(PluginCommand).order_by(PluginCommand.plugin, PluginCommand.command))
+        )
 
 
 def ping() -> None:

@@ -19,8 +19,16 @@ depends_on: str | Sequence[str] | None = None
 # Naive UTC with microseconds (MySQL's DATETIME defaults to whole seconds).
 UTC_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 STATUS = sa.Enum(
-    "queued", "running", "retrying", "succeeded", "failed", "timed_out", "cancelled",
-    name="executionstatus", native_enum=False, length=16,
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    name="executionstatus",
+    native_enum=False,
+    length=16,
 )
 MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
 

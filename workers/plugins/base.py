@@ -172,4 +172,3 @@ def run_command(plugin: Plugin, command_name: str, params: dict[str, Any], ctx: 
 
 async def _await(value: Awaitable[Any]) -> Any:
     return await value
-

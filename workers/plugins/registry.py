@@ -55,7 +55,9 @@ class Registry:
             return found, type(found).commands[command]
         except KeyError:
             offered = ", ".join(sorted(type(found).commands))
-            raise UnknownCommand(f"Plugin {plugin!r} has no command {command!r}; it offers: {offered}.") from None
+            raise UnknownCommand(
+                f"Plugin {plugin!r} has no command {command!r}; it offers: {offered}."
+            ) from None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._plugins.values())

@@ -20,8 +20,12 @@ _SLICE_S = 0.05
 class SimulateParams(BaseModel):
     sleep_s: float = Field(0, ge=0, le=3600, description="Time to spend waiting.")
     fail_times: int = Field(0, ge=0, le=100, description="Fail the first N attempts with a retryable error.")
-    cpu_ms: int = Field(0, ge=0, le=3_600_000, description="CPU time to burn, without checking for cancellation.")
-    result_bytes: int = Field(0, ge=0, le=32 * 1024 * 1024, description="Size of a filler string in the result.")
+    cpu_ms: int = Field(
+        0, ge=0, le=3_600_000, description="CPU time to burn, without checking for cancellation."
+    )
+    result_bytes: int = Field(
+        0, ge=0, le=32 * 1024 * 1024, description="Size of a filler string in the result."
+    )
     progress_steps: int = Field(0, ge=0, le=1000, description="Progress reports spread over the sleep.")
     mode: Literal["sync", "async"] = Field("sync", description="Wait with time.sleep or asyncio.sleep.")
     crash: bool = Field(False, description="Kill the worker process abruptly (SIGKILL).")
@@ -59,7 +63,9 @@ class SimulatePlugin(Plugin):
         return steps, params.sleep_s / steps
 
     @command(SimulateParams)
-    def run(self, ctx: Context, params: SimulateParams) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+    def run(
+        self, ctx: Context, params: SimulateParams
+    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """Wait, fail, burn CPU or crash as asked, then report what it did."""
         self._before(ctx, params)
         if params.mode == "async":

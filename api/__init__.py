@@ -1,0 +1,1 @@
+"""The HTTP ingress: routes, schemas, error mapping. Sends tasks by name; no plugin code."""

@@ -1,0 +1,88 @@
+"""The plugin catalog as the API sees it: read from the database, cached for a moment.
+
+Workers publish what they offer; the API validates submissions against the published
+JSON Schemas without importing any plugin code.
+"""
+
+import threading
+import time
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+
+from core import store
+from core.errors import InvalidParams, UnknownCommand, UnknownPlugin
+from core.models import PluginCommand
+from core.settings import settings
+
+
+class Catalog:
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._entries: dict[tuple[str, str], PluginCommand] = {}
+        self._validators: dict[tuple[str, str], Draft202012Validator] = {}
+
+    def entries(self) -> dict[tuple[str, str], PluginCommand]:
+        if time.monotonic() - self._loaded_at > self._ttl_s:
+            with self._lock:
+                if time.monotonic() - self._loaded_at > self._ttl_s:
+                    self._entries = {(e.plugin, e.command): e for e in store.read_catalog()}
+                    self._validators = {}
+                    self._loaded_at = time.monotonic()
+        return self._entries
+
+    def resolve(self, plugin: str, command: str) -> PluginCommand:
+        entries = self.entries()
+        if (plugin, command) in entries:
+            return entries[(plugin, command)]
+        plugins = sorted({p for p, _ in entries})
+        if plugin not in plugins:
+            raise UnknownPlugin(
+                f"No worker offers plugin {plugin!r}. Offered: {', '.join(plugins) or 'none (is a worker running?)'}.",
+                [
+                    {
+                        "loc": ["body", "plugin"],
+                        "msg": f"unknown plugin; offered: {plugins}",
+                        "type": "unknown_plugin",
+                    }
+                ],
+            )
+        commands = sorted(c for p, c in entries if p == plugin)
+        raise UnknownCommand(
+            f"Plugin {plugin!r} has no command {command!r}. Its commands: {', '.join(commands)}.",
+            [
+                {
+                    "loc": ["body", "command"],
+                    "msg": f"unknown command; offered: {commands}",
+                    "type": "unknown_command",
+                }
+            ],
+        )
+
+    def validate(self, entry: PluginCommand, params: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+        key = (entry.plugin, entry.command)
+        validator = self._validators.get(key)
+        if validator is None:
+            schema = entry.params_schema
+            validator = self._validators[key] = validator_for(schema)(schema)
+        problems = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+        if problems:
+            raise InvalidParams(
+                f"Invalid params for {entry.plugin}/{entry.command}: "
+                + "; ".join(
+                    f"{'.'.join(map(str, p.absolute_path)) or 'params'}: {p.message}" for p in problems
+                ),
+                [
+                    {"loc": [*loc, *p.absolute_path], "msg": p.message, "type": str(p.validator)}
+                    for p in problems
+                ],
+            )
+
+    def owners_of(self, command: str) -> list[PluginCommand]:
+        return [e for (_, c), e in self.entries().items() if c == command]
+
+
+catalog = Catalog(settings.catalog_ttl_s)

@@ -1,0 +1,34 @@
+"""The FastAPI application: ``uvicorn api.main:app`` (gunicorn with Uvicorn workers in production)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.routes import compat, executions, health, plugins
+from api.waiters import waiters
+from core.settings import settings
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    waiters.start(settings.redis_url)
+    yield
+    await waiters.stop()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="agentq",
+        version="1",
+        summary="Submit agent executions, poll their results.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (executions, plugins, compat, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

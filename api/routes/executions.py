@@ -1,0 +1,81 @@
+"""``/v1/executions``: submit, batch, poll (with long-poll), list, cancel."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api import polling
+from api.schemas import (
+    ExecutionBatchCreate,
+    ExecutionBatchPublic,
+    ExecutionCreate,
+    ExecutionPublic,
+    ExecutionsPublic,
+    IdempotencyKey,
+)
+from api.submit import submit
+from core import store
+from core.models import ExecutionStatus
+from core.settings import settings
+
+router = APIRouter(prefix="/v1/executions", tags=["executions"])
+
+
+@router.post("", status_code=202)
+def create_execution(
+    execution_in: ExecutionCreate,
+    response: Response,
+    idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
+) -> ExecutionPublic:
+    """Queue an agent execution; an `Idempotency-Key` seen before returns its execution."""
+    (submitted,) = submit([execution_in], idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/v1/executions/{submitted.execution.id}"
+    if not submitted.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return ExecutionPublic.model_validate(submitted.execution)
+
+
+@router.post("/batch", status_code=202)
+def create_executions(batch_in: ExecutionBatchCreate) -> ExecutionBatchPublic:
+    """Queue up to 1,000 executions in one transaction; answers in request order."""
+    submitted = submit(batch_in.executions, batch=True)
+    return ExecutionBatchPublic(executions=[ExecutionPublic.model_validate(s.execution) for s in submitted])
+
+
+@router.get("/{execution_id}")
+async def read_execution(
+    execution_id: str,
+    wait: Annotated[
+        float, Query(ge=0, le=settings.max_wait_s, description="Long-poll up to this many seconds.")
+    ] = 0,
+) -> ExecutionPublic:
+    """Poll an execution; `?wait=S` returns as soon as it is terminal, or after S seconds."""
+    row = await (polling.wait_terminal(execution_id, wait) if wait else polling.read(execution_id))
+    return ExecutionPublic.model_validate(row)
+
+
+@router.get("")
+def read_executions(
+    status: ExecutionStatus | None = None,
+    plugin: Annotated[str | None, Query(max_length=64)] = None,
+    schedule_id: Annotated[str | None, Query(max_length=26)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=26, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> ExecutionsPublic:
+    """List executions, newest first, filtered by status, plugin or schedule."""
+    rows, next_cursor = store.list_executions(
+        status=status, plugin=plugin, schedule_id=schedule_id, limit=limit, cursor=cursor
+    )
+    return ExecutionsPublic(
+        executions=[ExecutionPublic.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.post("/{execution_id}/cancel")
+async def cancel_execution(execution_id: str) -> ExecutionPublic:
+    """Cancel a queued or running execution: a queued one never starts, a running one is stopped."""
+    row = await run_in_threadpool(store.cancel_execution, execution_id)
+    return ExecutionPublic.model_validate(row)

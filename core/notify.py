@@ -1,0 +1,28 @@
+"""Change notifications on Redis pub/sub: workers publish, API long-polls and streams wake.
+
+Pub/sub is best effort; the execution row stays the truth. A waiter that misses a
+message still reads the row when its wait ends.
+"""
+
+from contextlib import suppress
+from functools import cache
+
+import redis
+
+from core.settings import settings
+
+CHANNEL = "agentq:executions"
+
+
+@cache
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def publish(execution_id: str, status: str) -> None:
+    """Announce that an execution changed; never fails the caller."""
+    if not settings.redis_url:
+        return
+    # On failure waiters fall back to reading the row when their wait ends.
+    with suppress(redis.RedisError):
+        _client().publish(CHANNEL, f"{execution_id} {status}")

@@ -1,0 +1,39 @@
+"""The Celery app as a worker (and beat) runs it: ``celery -A workers.app worker``.
+
+Adds to ``core.queue.app`` the tasks, the pool, and the start-up work: publishing the
+plugin catalog so the API can validate submissions without plugin code.
+"""
+
+import logging
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+import tasks.executions  # noqa: F401  (registers the task)
+from core import store
+from core.queue import app
+from core.settings import settings
+from workers.process import registry, runtime
+
+# A thread pool: sync commands run on its threads; async commands share one event loop
+# per process (see workers/runtime.py), so one process holds many I/O-bound executions.
+app.conf.worker_pool = "threads"
+app.conf.worker_concurrency = settings.worker_concurrency
+
+log = logging.getLogger("agentq.worker")
+
+
+@worker_ready.connect
+def publish_catalog(**_: Any) -> None:
+    entries = registry().catalog(settings.default_queue)
+    store.publish_catalog(entries)
+    runtime()  # start the loop before the first message
+    log.info("published %d plugin commands", len(entries))
+
+
+@worker_shutdown.connect
+def stop_runtime(**_: Any) -> None:
+    runtime().stop()
+
+
+__all__ = ["app"]

@@ -1,0 +1,31 @@
+"""The per-process runtime and plugin registry, created on first use after fork."""
+
+import os
+import socket
+
+from core.db import dispose_after_fork
+from workers.plugins.registry import Registry, load_registry
+from workers.runtime import Runtime
+
+_runtime: tuple[int, Runtime] | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime; a forked child (prefork pool) builds its own."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        dispose_after_fork()
+        started = Runtime(registry(), worker=f"{socket.gethostname()}:{os.getpid()}")
+        started.start()
+        _runtime = (os.getpid(), started)
+    return _runtime[1]
+
+
+_registry: Registry | None = None
+
+
+def registry() -> Registry:
+    global _registry
+    if _registry is None:
+        _registry = load_registry()
+    return _registry
