@@ -13,7 +13,7 @@ import tasks.executions  # noqa: F401  (registers the task)
 from core import store
 from core.queue import app
 from core.settings import settings
-from workers.process import registry, runtime
+from workers.process import registry, runtime, shutdown
 
 # A thread pool: sync commands run on its threads; async commands share one event loop
 # per process (see workers/runtime.py), so one process holds many I/O-bound executions.
@@ -21,6 +21,7 @@ app.conf.worker_pool = "threads"
 app.conf.worker_concurrency = settings.worker_concurrency
 
 log = logging.getLogger("agentq.worker")
+registry()  # load plugins now: a broken plugin stops the worker at start, not at first use
 
 
 @worker_ready.connect
@@ -33,7 +34,7 @@ def publish_catalog(**_: Any) -> None:
 
 @worker_shutdown.connect
 def stop_runtime(**_: Any) -> None:
-    runtime().stop()
+    shutdown()
 
 
 __all__ = ["app"]

@@ -1,0 +1,1 @@
+"""The ``agentq`` command line: run the whole system locally, migrate the database."""

@@ -1,0 +1,48 @@
+"""The ``agentq`` command.
+
+Each command imports its implementation when it runs, so ``agentq --help`` stays fast and
+works even when the settings are invalid. Groups of commands (``keys``, ...) join as
+sub-apps: ``app.add_typer(keys_app, name="keys")``.
+"""
+
+import typer
+
+app = typer.Typer(
+    name="agentq",
+    help="Distributed task-queue workers for AI agent executions.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain tracebacks: rich's boxed ones with every SQLAlchemy frame bury the message.
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def dev() -> None:
+    """Run the API, a worker, beat and Flower locally on an embedded Redis and SQLite.
+
+    Listens on 127.0.0.1 (API on AGENTQ_API_PORT, Flower on AGENTQ_FLOWER_PORT) and keeps
+    its files under AGENTQ_DATA_DIR. Ctrl-C stops everything.
+    """
+    from agentq.dev import DevStack
+    from core.settings import settings
+
+    raise typer.Exit(DevStack(settings).run())
+
+
+@app.command()
+def migrate(
+    revision: str = typer.Argument("head", help="Alembic revision to upgrade to."),
+) -> None:
+    """Upgrade the database schema (alembic upgrade head) at AGENTQ_DATABASE_URL."""
+    from agentq.migrate import upgrade
+
+    upgrade(revision)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

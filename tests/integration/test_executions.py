@@ -1,0 +1,255 @@
+"""Submit over HTTP, run on a real Celery worker, poll the result from MySQL."""
+
+import time
+from pathlib import Path
+
+import redis
+
+from core import queue, store
+from tests.conftest import REDIS_URL
+from tests.integration.conftest import Stack
+from tests.integration.processes import wait_until
+
+
+def queue_depth(name: str) -> int:
+    """Messages waiting in a Redis queue, over all its priority lists."""
+    client = redis.Redis.from_url(REDIS_URL)
+    return sum(int(client.llen(key)) for key in [name.encode(), *client.keys(f"{name}:*")])
+
+
+def test_submit_echo_then_poll_returns_result(stack: Stack) -> None:
+    response = stack.client.post(
+        "/v1/executions", json={"plugin": "echo", "command": "echo", "params": {"hello": "world", "n": [1, 2]}}
+    )
+    assert response.status_code == 202
+    created = response.json()
+    assert response.headers["Location"] == f"/v1/executions/{created['id']}"
+    assert created["status"] == "queued"
+    assert len(created["id"]) == 26
+
+    done = stack.wait(created["id"])
+
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"hello": "world", "n": [1, 2]}
+    assert done["attempts"] == 1
+    assert done["worker"]
+    assert done["started_at"] >= done["created_at"]
+    assert done["finished_at"] >= done["started_at"]
+
+
+def test_same_message_published_twice_runs_plugin_once(stack: Stack, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    created = stack.submit("counter", "hit", {"path": str(runs), "sleep_s": 1})
+    row = store.get_execution(created["id"])
+    # A duplicate publish while the first delivery runs, and another after it finished.
+    queue.enqueue([row])
+    done = stack.wait(created["id"])
+    queue.enqueue([row, row])
+    marker = stack.wait(stack.submit("echo", "echo", {"after": "duplicates"})["id"])
+    wait_until(lambda: queue_depth("agentq") == 0, 10, "the queue to drain")
+    time.sleep(1)
+
+    assert done["status"] == "succeeded" and marker["status"] == "succeeded"
+    assert runs.read_text().splitlines() == [f"{created['id']} 1"]
+    assert stack.get(created["id"])["attempts"] == 1
+
+
+def test_retryable_failure_succeeds_on_attempt_2(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"fail_times": 1}, max_retries=3)
+
+    done = stack.wait(created["id"])
+
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 2
+    assert done["result"]["attempt"] == 2
+
+
+def test_retries_exhausted_fails_with_last_error(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"fail_times": 5}, max_retries=1)
+
+    done = stack.wait(created["id"])
+
+    assert done["status"] == "failed"
+    assert done["attempts"] == 2
+    assert done["error"]["type"] == "RetryLater"
+    assert "attempt 2" in done["error"]["message"]
+
+
+def test_timeout_sync_and_async_end_timed_out(stack: Stack) -> None:
+    sync = stack.submit("simulate", "run", {"sleep_s": 30, "mode": "sync"}, timeout_s=1)
+    async_ = stack.submit("simulate", "run", {"sleep_s": 30, "mode": "async"}, timeout_s=1)
+    cpu = stack.submit("simulate", "run", {"cpu_ms": 60_000}, timeout_s=1)
+
+    for created in (sync, async_, cpu):
+        done = stack.wait(created["id"], timeout_s=20)
+        assert done["status"] == "timed_out", done
+        assert done["error"]["type"] == "timed_out"
+        assert done["attempts"] == 1
+
+
+def test_progress_is_visible_while_running(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"sleep_s": 3, "progress_steps": 6, "mode": "async"})
+
+    wait_until(lambda: (stack.get(created["id"])["progress"] or {}).get("percent", 0) > 0, 10, "progress")
+    midway = stack.get(created["id"])
+    done = stack.wait(created["id"])
+
+    assert midway["status"] == "running"
+    assert 0 < midway["progress"]["percent"] < 100
+    assert midway["progress"]["message"].startswith("step ")
+    assert done["progress"] == {"percent": 100.0, "message": "step 6 of 6"}
+
+
+def test_cancel_running_stops_cooperative_and_forced(stack: Stack) -> None:
+    runs = [
+        stack.submit("simulate", "run", {"sleep_s": 60, "mode": "async"}),
+        stack.submit("simulate", "run", {"sleep_s": 60, "mode": "sync"}),
+        stack.submit("simulate", "run", {"cpu_ms": 120_000}),  # never checks ctx
+    ]
+    for created in runs:
+        wait_until(lambda c=created: stack.get(c["id"])["status"] == "running", 15, "running")
+
+    for created in runs:
+        response = stack.client.post(f"/v1/executions/{created['id']}/cancel")
+        assert response.status_code == 200
+        assert response.json()["status"] == "cancelled"
+
+    # The worker lets go of each within a few seconds: Flower-free check via its log.
+    for created in runs:
+        wait_until(lambda c=created: f"{c['id']}] succeeded" in stack.worker.log(), 10, "the worker to stop it")
+        assert stack.get(created["id"])["status"] == "cancelled"
+    again = stack.client.post(f"/v1/executions/{runs[0]['id']}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+def test_cancel_queued_never_starts(stack: Stack, tmp_path: Path) -> None:
+    runs = tmp_path / "parked.txt"
+    created = stack.submit("parked", "hit", {"path": str(runs)})
+    assert stack.get(created["id"])["status"] == "queued"
+
+    cancelled = stack.client.post(f"/v1/executions/{created['id']}/cancel").json()
+    worker = stack.start_worker("parked-worker", queues="agentq.parked")
+    wait_until(lambda: f"{created['id']}] succeeded" in worker.log(), 60, "the parked worker to take the message")
+
+    assert cancelled["status"] == "cancelled"
+    assert not runs.exists()
+    assert stack.get(created["id"])["status"] == "cancelled"
+    assert stack.get(created["id"])["attempts"] == 0
+
+
+def test_cancel_finished_is_conflict(stack: Stack) -> None:
+    done = stack.wait(stack.submit("echo", "echo", {})["id"])
+
+    response = stack.client.post(f"/v1/executions/{done['id']}/cancel")
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "succeeded" in response.json()["detail"]
+
+
+def test_idempotency_key_returns_same_execution(stack: Stack) -> None:
+    body = {"plugin": "echo", "command": "echo", "params": {"k": 1}}
+    key = {"Idempotency-Key": f"key-{time.time_ns()}"}
+
+    first = stack.client.post("/v1/executions", json=body, headers=key)
+    second = stack.client.post("/v1/executions", json=body, headers=key)
+    other = stack.client.post("/v1/executions", json={**body, "params": {"k": 2}}, headers=key)
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert other.status_code == 409
+    assert first.json()["id"] in other.json()["detail"]
+    listed = stack.client.get("/v1/executions", params={"plugin": "echo", "limit": 500}).json()["executions"]
+    assert sum(1 for e in listed if e["idempotency_key"] == key["Idempotency-Key"]) == 1
+
+
+def test_batch_submits_in_order_in_one_call(stack: Stack) -> None:
+    items = [{"plugin": "echo", "command": "echo", "params": {"i": i}} for i in range(5)]
+    items.append({"plugin": "simulate", "command": "run", "params": {"sleep_s": 0.1}, "priority": 9})
+
+    response = stack.client.post("/v1/executions/batch", json={"executions": items})
+
+    assert response.status_code == 202
+    created = response.json()["executions"]
+    assert [e["params"] for e in created] == [i["params"] for i in items]
+    assert len({e["id"] for e in created}) == 6
+    assert [stack.wait(e["id"])["status"] for e in created] == ["succeeded"] * 6
+
+
+def test_batch_with_one_bad_item_writes_nothing(stack: Stack) -> None:
+    before = stack.client.get("/v1/executions", params={"limit": 1}).json()["executions"]
+    items = [
+        {"plugin": "echo", "command": "echo", "params": {}},
+        {"plugin": "simulate", "command": "run", "params": {"sleep_s": "long"}},
+    ]
+
+    response = stack.client.post("/v1/executions/batch", json={"executions": items})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "executions", 1, "params", "sleep_s"]
+    assert stack.client.get("/v1/executions", params={"limit": 1}).json()["executions"] == before
+
+
+def test_batch_over_1000_is_rejected(stack: Stack) -> None:
+    items = [{"plugin": "echo", "command": "echo"}] * 1001
+
+    response = stack.client.post("/v1/executions/batch", json={"executions": items})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "executions"]
+
+
+def test_long_poll_returns_when_terminal(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"sleep_s": 1, "mode": "async"})
+
+    started = time.monotonic()
+    polled = stack.get(created["id"], wait_s=30)
+    elapsed = time.monotonic() - started
+
+    assert polled["status"] == "succeeded"
+    assert elapsed < 15  # well before the 30 s the poll allowed
+
+
+def test_long_poll_times_out_with_current_state(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"sleep_s": 10, "mode": "async"})
+
+    polled = stack.get(created["id"], wait_s=1)
+
+    assert polled["status"] in ("queued", "running")
+    stack.client.post(f"/v1/executions/{created['id']}/cancel")
+
+
+def test_large_result_round_trips_through_mysql(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"result_bytes": 2_000_000})
+
+    done = stack.wait(created["id"])
+
+    assert done["status"] == "succeeded"
+    assert len(done["result"]["filler"]) == 2_000_000
+
+
+def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
+    tag = time.time_ns()
+    ids = [stack.submit("echo", "echo", {"tag": tag})["id"] for _ in range(5)]
+    for i in ids:
+        stack.wait(i)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"plugin": "echo", "status": "succeeded", "limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = stack.client.get("/v1/executions", params=params).json()
+        assert all(e["plugin"] == "echo" and e["status"] == "succeeded" for e in page["executions"])
+        seen += [e["id"] for e in page["executions"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen))
+    assert set(ids) <= set(seen)
+    assert stack.client.get("/v1/executions", params={"status": "cancelled", "plugin": "echo"}).json()[
+        "executions"
+    ] == []

@@ -1,0 +1,397 @@
+"""The outbound guard: address checks after DNS and on every redirect, size and time caps."""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from core.errors import PermanentError, RetryLater
+from core.settings import settings
+from workers.plugins import outbound
+
+PUBLIC = "93.184.216.34"
+DNS = {
+    "example.com": [PUBLIC],
+    "other.example": ["1.1.1.1", "8.8.8.8"],
+    "mixed.example": [PUBLIC, "10.1.2.3"],
+    "internal.example": ["10.0.0.5"],
+    "localhost": ["127.0.0.1", "::1"],
+}
+Handler = Callable[[httpx.Request], httpx.Response]
+Serve = Callable[[Handler], list[httpx.Request]]
+real_resolve = outbound.resolve
+
+
+async def fake_resolve(host: str, port: int) -> list[str]:
+    try:
+        return DNS[host]
+    except KeyError:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+
+
+def no_sockets(*args: object) -> None:
+    raise AssertionError("unit tests open no sockets")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names resolve from ``DNS``; any real connection or lookup fails the test."""
+    monkeypatch.setattr(outbound, "resolve", fake_resolve)
+    monkeypatch.setattr(socket.socket, "connect", no_sockets)
+    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
+    monkeypatch.setattr(settings, "outbound_allow_private", False)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Serve:
+    """Route outbound requests to a handler; returns the list of requests it sees."""
+
+    def install(handler: Handler) -> list[httpx.Request]:
+        seen: list[httpx.Request] = []
+
+        def record(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return handler(request)
+
+        monkeypatch.setattr(outbound, "transport", httpx.MockTransport(record))
+        return seen
+
+    return install
+
+
+def fetch(url: str, **kwargs: object) -> outbound.Fetched:
+    kwargs.setdefault("timeout_s", 5)
+    return asyncio.run(outbound.fetch(url, **kwargs))  # type: ignore[arg-type]
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, text="hello")
+
+
+def redirect_to(location: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/start":
+            return httpx.Response(302, headers={"Location": location})
+        return httpx.Response(200, text="landed")
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("10.0.0.1", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("fc00::1", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("fe80::1", "a link-local address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("240.0.0.1", "a private address"),
+        ("100.64.0.1", "not a globally routable address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("64:ff9b::a00:1", "a private address"),
+        ("2002:7f00:1::", "a loopback address"),
+        (PUBLIC, None),
+        ("2606:4700::1111", None),
+        ("64:ff9b::5db8:d822", None),
+    ],
+)
+def test_refusal_classifies_address(address: str, why: str | None) -> None:
+    assert outbound.refusal(ipaddress.ip_address(address)) == why
+
+
+def test_resolve_asks_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    def getaddrinfo(host: str, port: int, *args: object) -> list[tuple[object, ...]]:
+        assert (host, port) == ("one.one.one.one", 443)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("1.1.1.1", port)),
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:4700::1111", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("1.1.1.1", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    assert asyncio.run(real_resolve("one.one.one.one", 443)) == ["1.1.1.1", "2606:4700::1111"]
+
+
+def test_fetch_public_address_succeeds(serve: Serve) -> None:
+    seen = serve(ok)
+
+    fetched = fetch(f"http://{PUBLIC}/")
+
+    assert (fetched.status, fetched.text(), fetched.truncated) == (200, "hello", False)
+    assert fetched.url == f"http://{PUBLIC}/"
+    assert seen[0].headers["user-agent"] == outbound.USER_AGENT
+
+
+def test_fetch_loopback_literal_refused(serve: Serve) -> None:
+    seen = serve(ok)
+
+    with pytest.raises(PermanentError) as caught:
+        fetch("http://127.0.0.1/")
+
+    assert caught.value.detail == (
+        "Refusing to fetch http://127.0.0.1/: 127.0.0.1 is a loopback address "
+        "(set AGENTQ_OUTBOUND_ALLOW_PRIVATE=1 to allow private addresses)"
+    )
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::ffff:127.0.0.1]/", "http://[::1]:8080/", "https://169.254.169.254/"]
+)
+def test_fetch_other_private_literals_refused(serve: Serve, url: str) -> None:
+    seen = serve(ok)
+
+    with pytest.raises(PermanentError, match="Refusing to fetch"):
+        fetch(url)
+
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("internal.example", "10.0.0.5"), ("localhost", "127.0.0.1"), ("mixed.example", "10.1.2.3")],
+)
+def test_fetch_name_resolving_to_private_refused(serve: Serve, host: str, address: str) -> None:
+    seen = serve(ok)
+
+    with pytest.raises(PermanentError, match=f"{host} resolves to {address}, a (private|loopback) address"):
+        fetch(f"http://{host}/")
+
+    assert seen == []
+
+
+def test_fetch_connects_to_the_checked_address(serve: Serve) -> None:
+    """Given a name, the request goes to the address that was checked, not to a second DNS answer."""
+    seen = serve(ok)
+
+    fetched = fetch("https://example.com:8443/feed?x=1")
+
+    request = seen[0]
+    assert str(request.url) == f"https://{PUBLIC}:8443/feed?x=1"
+    assert request.headers["host"] == "example.com:8443"
+    assert request.extensions["sni_hostname"] == "example.com"
+    assert fetched.url == "https://example.com:8443/feed?x=1"
+
+
+def test_fetch_tries_next_address_when_one_does_not_connect(
+    serve: Serve,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "1.1.1.1":
+            raise httpx.ConnectError("unreachable", request=request)
+        return httpx.Response(200, text="second")
+
+    seen = serve(handler)
+
+    assert fetch("http://other.example/").text() == "second"
+    assert [r.url.host for r in seen] == ["1.1.1.1", "8.8.8.8"]
+
+
+def test_fetch_allow_private_permits_private_addresses(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "outbound_allow_private", True)
+    seen = serve(ok)
+
+    assert fetch("http://127.0.0.1:8000/").status == 200
+    assert fetch("http://internal.example/").status == 200
+    # Nothing to pin: the client resolves the name itself.
+    assert seen[1].url.host == "internal.example"
+
+
+def test_fetch_redirect_followed_and_checked(serve: Serve) -> None:
+    seen = serve(redirect_to("http://other.example/end"))
+
+    fetched = fetch("http://example.com/start")
+
+    assert (fetched.status, fetched.text(), fetched.url) == (200, "landed", "http://other.example/end")
+    assert [r.headers["host"] for r in seen] == ["example.com", "other.example"]
+
+
+def test_fetch_relative_redirect_resolved_against_current_url(
+    serve: Serve,
+) -> None:
+    serve(redirect_to("/end"))
+
+    assert fetch("http://example.com/start").url == "http://example.com/end"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.1/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://internal.example/",
+        "http://[::1]/",
+    ],
+)
+def test_fetch_redirect_to_private_refused(serve: Serve, location: str) -> None:
+    seen = serve(redirect_to(location))
+
+    with pytest.raises(PermanentError, match="Refusing to fetch"):
+        fetch("http://example.com/start")
+
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "gopher://example.com/", "ftp://example.com/x"])
+def test_fetch_redirect_to_other_scheme_refused(serve: Serve, location: str) -> None:
+    serve(redirect_to(location))
+
+    with pytest.raises(PermanentError, match="only http and https"):
+        fetch("http://example.com/start")
+
+
+def test_fetch_too_many_redirects(serve: Serve) -> None:
+    seen = serve(lambda request: httpx.Response(302, headers={"Location": "/again"}))
+
+    with pytest.raises(PermanentError, match="after 5 redirects"):
+        fetch("http://example.com/")
+
+    assert len(seen) == outbound.MAX_REDIRECTS + 1
+
+
+def test_fetch_drops_credentials_on_redirect_to_other_origin(
+    serve: Serve,
+) -> None:
+    seen = serve(redirect_to("http://other.example/end"))
+
+    fetch("http://example.com/start", headers={"Authorization": "Bearer secret", "X-Keep": "1"})
+
+    assert seen[0].headers["authorization"] == "Bearer secret"
+    assert "authorization" not in seen[1].headers
+    assert seen[1].headers["x-keep"] == "1"
+
+
+def test_fetch_post_does_not_follow_redirects(serve: Serve) -> None:
+    seen = serve(redirect_to("http://other.example/end"))
+
+    fetched = fetch("http://example.com/start", method="POST", json={"a": 1})
+
+    assert fetched.status == 302
+    assert len(seen) == 1
+
+
+def test_fetch_truncates_body_at_max_bytes(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given an endless body, reading stops just past the cap."""
+    monkeypatch.setattr(settings, "outbound_max_bytes", 25)
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            sent += 1
+            yield b"0123456789"
+
+    serve(lambda request: httpx.Response(200, content=endless()))
+
+    fetched = fetch(f"http://{PUBLIC}/")
+
+    assert (fetched.body, fetched.truncated) == (b"0123456789" * 2 + b"01234", True)
+    assert sent == 3
+
+
+def test_fetch_body_exactly_at_cap_is_not_truncated(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "outbound_max_bytes", 5)
+    serve(lambda request: httpx.Response(200, content=b"12345"))
+
+    assert fetch(f"http://{PUBLIC}/").truncated is False
+
+
+def test_fetch_decodes_with_declared_charset(serve: Serve) -> None:
+    serve(
+        lambda request: httpx.Response(
+            200, content="café".encode("latin-1"), headers={"Content-Type": "text/plain; charset=latin-1"}
+        )
+    )
+
+    assert fetch(f"http://{PUBLIC}/").text() == "café"
+
+
+def test_fetch_network_error_retries_later(serve: Serve) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    serve(refuse)
+
+    with pytest.raises(RetryLater, match="ConnectError: connection refused"):
+        fetch(f"http://{PUBLIC}/")
+
+
+def test_fetch_slow_server_retries_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(slow))
+
+    with pytest.raises(RetryLater, match="took longer than 0.05s"):
+        fetch(f"http://{PUBLIC}/", timeout_s=0.05)
+
+
+def test_fetch_unknown_name_is_permanent(serve: Serve) -> None:
+    serve(ok)
+
+    with pytest.raises(PermanentError, match="nowhere.example does not resolve"):
+        fetch("http://nowhere.example/")
+
+
+def test_fetch_dns_failure_retries_later(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def flaky(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(outbound, "resolve", flaky)
+
+    with pytest.raises(RetryLater, match="Temporary failure"):
+        fetch("http://example.com/")
+
+
+@pytest.mark.parametrize("url", ["http://[::1/", "http:///path"])
+def test_fetch_malformed_url_is_permanent(url: str) -> None:
+    with pytest.raises(PermanentError):
+        fetch(url)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("soon", None), ("inf", None), ("nan", None)],
+)
+def test_retry_after_s(value: str, expected: float | None) -> None:
+    assert outbound.retry_after_s(httpx.Headers({"Retry-After": value})) == expected
+
+
+def test_retry_after_s_http_date() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+
+    delay = outbound.retry_after_s(httpx.Headers({"Retry-After": when}))
+
+    assert delay is not None and 100 < delay <= 120
+
+
+def test_retry_after_s_absent() -> None:
+    assert outbound.retry_after_s(httpx.Headers()) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(429, RetryLater), (503, RetryLater), (408, RetryLater), (404, PermanentError), (301, PermanentError)],
+)
+def test_raise_for_status(status: int, error: type[Exception]) -> None:
+    fetched = outbound.Fetched("http://example.com/", status, httpx.Headers({"Retry-After": "3"}), b"", False)
+
+    with pytest.raises(error, match=f"answered {status}: why"):
+        outbound.raise_for_status(fetched, "why")
+
+
+def test_raise_for_status_success_passes() -> None:
+    outbound.raise_for_status(outbound.Fetched("http://example.com/", 204, httpx.Headers(), b"", False))

@@ -1,0 +1,142 @@
+"""The ``http`` plugin: GET through the outbound guard."""
+
+import socket
+from collections.abc import Callable
+
+import httpx
+import pydantic
+import pytest
+
+from core.errors import PermanentError, RetryLater
+from core.settings import settings
+from workers.plugins import outbound
+from workers.plugins.base import run_command
+from workers.plugins.http import HttpPlugin
+
+Handler = Callable[[httpx.Request], httpx.Response]
+DNS = {"example.com": ["93.184.216.34"], "intranet.example": ["192.168.0.10"]}
+
+
+async def fake_resolve(host: str, port: int) -> list[str]:
+    try:
+        return DNS[host]
+    except KeyError:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+
+
+def no_sockets(*args: object) -> None:
+    raise AssertionError("unit tests open no sockets")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbound, "resolve", fake_resolve)
+    monkeypatch.setattr(socket.socket, "connect", no_sockets)
+    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
+    monkeypatch.setattr(settings, "outbound_allow_private", False)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
+    return lambda handler: monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
+
+
+def get(**params: object) -> dict[str, object]:
+    result: dict[str, object] = run_command(HttpPlugin(), "get", params)
+    return result
+
+
+def site(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/old":
+        return httpx.Response(301, headers={"Location": "/new"})
+    if request.url.path == "/metadata":
+        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    return httpx.Response(200, json={"path": request.url.path})
+
+
+def test_get_returns_status_headers_body_and_final_url(serve: Callable[[Handler], None]) -> None:
+    serve(site)
+
+    result = get(url="https://example.com/old")
+
+    assert result == {
+        "status": 200,
+        "headers": {"content-length": "15", "content-type": "application/json"},
+        "body": '{"path":"/new"}',
+        "truncated": False,
+        "url": "https://example.com/new",
+    }
+
+
+def test_get_redirect_to_metadata_address_refused(serve: Callable[[Handler], None]) -> None:
+    serve(site)
+
+    with pytest.raises(PermanentError, match=r"169\.254\.169\.254 is a link-local address"):
+        get(url="https://example.com/metadata")
+
+
+def test_get_name_resolving_to_private_refused(serve: Callable[[Handler], None]) -> None:
+    serve(site)
+
+    with pytest.raises(PermanentError, match="intranet.example resolves to 192.168.0.10, a private address"):
+        get(url="http://intranet.example/")
+
+
+def test_get_private_allowed_by_setting(
+    serve: Callable[[Handler], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "outbound_allow_private", True)
+    serve(site)
+
+    assert get(url="http://intranet.example/x")["status"] == 200
+    assert get(url="http://127.0.0.1:8000/x")["status"] == 200
+
+
+def test_get_caps_body(serve: Callable[[Handler], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "outbound_max_bytes", 4)
+    serve(lambda request: httpx.Response(200, text="abcdefgh"))
+
+    result = get(url="https://example.com/")
+
+    assert (result["body"], result["truncated"]) == ("abcd", True)
+
+
+def test_get_reports_error_statuses_as_results(serve: Callable[[Handler], None]) -> None:
+    serve(lambda request: httpx.Response(503, text="busy"))
+
+    result = get(url="https://example.com/")
+
+    assert (result["status"], result["body"]) == (503, "busy")
+
+
+def test_get_network_error_retries_later(serve: Callable[[Handler], None]) -> None:
+    def reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset", request=request)
+
+    serve(reset)
+
+    with pytest.raises(RetryLater):
+        get(url="https://example.com/")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"url": "ftp://example.com/"},
+        {"url": "file:///etc/passwd"},
+        {"url": "example.com"},
+        {"url": "https://example.com/", "timeout_s": 0},
+        {"url": "https://example.com/", "timeout_s": 61},
+    ],
+)
+def test_get_invalid_params_rejected(params: dict[str, object]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        get(**params)
+
+
+def test_get_params_schema_restricts_scheme_and_timeout() -> None:
+    schema = HttpPlugin.commands["get"].params_schema()
+
+    assert schema["required"] == ["url"]
+    assert schema["properties"]["url"]["pattern"] == "^https?://"
+    assert schema["properties"]["timeout_s"]["maximum"] == 60

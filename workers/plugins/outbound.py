@@ -1,0 +1,245 @@
+"""Outbound HTTP for plugins, guarded against server-side request forgery.
+
+``fetch`` resolves the host itself and refuses any address that is not global
+(loopback, link-local, private, reserved…) unless ``AGENTQ_OUTBOUND_ALLOW_PRIVATE=1``.
+It then connects to the very address it checked, so a second DNS answer cannot swap
+in a private one, follows redirects by hand so that every hop is checked again, and
+caps the body at ``AGENTQ_OUTBOUND_MAX_BYTES`` and the whole exchange at ``timeout_s``.
+
+Tests replace the network: set ``transport`` to an ``httpx.MockTransport`` and
+monkeypatch ``resolve``.
+"""
+
+import asyncio
+import contextlib
+import email.utils
+import ipaddress
+import math
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from core.errors import PermanentError, RetryLater
+from core.settings import settings
+
+MAX_REDIRECTS = 5
+USER_AGENT = "agentq"
+
+# The transport of every client; None connects for real.
+transport: httpx.AsyncBaseTransport | None = None
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_ALLOW_HINT = "set AGENTQ_OUTBOUND_ALLOW_PRIVATE=1 to allow private addresses"
+# Credentials given for one origin must not travel to another one with a redirect.
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
+# DNS64 networks answer with these for IPv4-only hosts; judge the IPv4 address inside.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A response, read within the caps; ``url`` is the last hop's."""
+
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool
+    charset: str | None = None
+
+    def text(self) -> str:
+        """The body decoded with the charset the server named, else UTF-8."""
+        try:
+            return self.body.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, from the event loop's resolver."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why ``address`` may not be fetched (e.g. "a loopback address"), or None if it may."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return refusal(embedded)
+    # Most specific first: 0.0.0.0 and 127.0.0.1 are "private" too in ipaddress's eyes.
+    kinds = (
+        ("an unspecified", address.is_unspecified),
+        ("a loopback", address.is_loopback),
+        ("a link-local", address.is_link_local),
+        ("a multicast", address.is_multicast),
+        ("a private", address.is_private),
+        ("a reserved", address.is_reserved),
+    )
+    for kind, matches in kinds:
+        if matches:
+            return f"{kind} address"
+    return None if address.is_global else "not a globally routable address"
+
+
+def _refused(url: httpx.URL, why: str) -> PermanentError:
+    return PermanentError(f"Refusing to fetch {url}: {why} ({_ALLOW_HINT})")
+
+
+async def check_url(url: httpx.URL) -> list[str]:
+    """Refuse ``url`` unless it is http(s) to an allowed host; return the addresses checked.
+
+    An empty list means there is nothing to pin: the host is an IP literal, or private
+    addresses are allowed and the name is left to the client to resolve.
+    """
+    if url.scheme not in ("http", "https"):
+        raise PermanentError(f"Refusing to fetch {url}: only http and https URLs are allowed")
+    if not url.host:
+        raise PermanentError(f"Refusing to fetch {url}: the URL has no host")
+    if settings.outbound_allow_private:
+        return []
+    try:
+        literal = ipaddress.ip_address(url.host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if why := refusal(literal):
+            raise _refused(url, f"{literal} is {why}")
+        return []
+    host = url.raw_host.decode("ascii")
+    try:
+        addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_NONAME:
+            raise PermanentError(f"Cannot fetch {url}: {host} does not resolve") from None
+        raise RetryLater(f"Cannot resolve {host}: {exc.strerror}") from None
+    if not addresses:
+        raise RetryLater(f"Cannot resolve {host}: no addresses")
+    for address in addresses:
+        if why := refusal(ipaddress.ip_address(address)):
+            raise _refused(url, f"{host} resolves to {address}, {why}")
+    return addresses
+
+
+async def _send(
+    client: httpx.AsyncClient, method: str, url: httpx.URL, addresses: list[str], **kwargs: Any
+) -> httpx.Response:
+    """Send to one of the checked addresses, keeping the name for Host, SNI and TLS checks."""
+    if not addresses:
+        return await client.send(client.build_request(method, url, **kwargs), stream=True)
+    headers = {**kwargs.pop("headers"), "Host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")}
+
+    def pinned(address: str) -> httpx.Request:
+        return client.build_request(
+            method, url.copy_with(host=address), headers=headers, extensions=extensions, **kwargs
+        )
+
+    # Fall back to the next address when one does not answer, as a resolving client would.
+    for address in addresses[:-1]:
+        with contextlib.suppress(httpx.ConnectError):
+            return await client.send(pinned(address), stream=True)
+    return await client.send(pinned(addresses[-1]), stream=True)
+
+
+async def _read(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            return bytes(body[:max_bytes]), True
+    return bytes(body), False
+
+
+async def _exchange(
+    method: str, url: httpx.URL, headers: dict[str, str], json: Any, timeout_s: float
+) -> Fetched:
+    max_bytes = settings.outbound_max_bytes
+    for _ in range(MAX_REDIRECTS + 1):
+        addresses = await check_url(url)
+        # A client per hop: a pooled connection to one checked address must not serve another host.
+        async with httpx.AsyncClient(transport=transport, timeout=timeout_s, trust_env=False) as client:
+            response = await _send(client, method, url, addresses, headers=headers, json=json)
+            try:
+                location = response.headers.get("location")
+                # Only GET follows redirects: replaying a request body elsewhere is seldom meant.
+                if method != "GET" or response.status_code not in _REDIRECTS or not location:
+                    body, truncated = await _read(response, max_bytes)
+                    charset = response.charset_encoding
+                    return Fetched(str(url), response.status_code, response.headers, body, truncated, charset)
+            finally:
+                await response.aclose()
+        target = url.join(location)
+        if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+            headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
+        url = target
+    raise PermanentError(f"Gave up fetching after {MAX_REDIRECTS} redirects, at {url}")
+
+
+async def fetch(
+    url: str,
+    *,
+    timeout_s: float,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+) -> Fetched:
+    """Send one request under the guard and read the response within the caps.
+
+    Refused URLs and addresses raise ``PermanentError``; network failures and running
+    past ``timeout_s`` (DNS, redirects and body included) raise ``RetryLater``. The
+    status is returned as it came; see ``raise_for_status``.
+    """
+    try:
+        start = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise PermanentError(f"Cannot fetch {url!r}: {exc}") from None
+    merged = {"User-Agent": USER_AGENT, **(headers or {})}
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _exchange(method, start, merged, json, timeout_s)
+    except TimeoutError:
+        raise RetryLater(f"Fetching {url} took longer than {timeout_s:g}s") from None
+    except httpx.TransportError as exc:
+        raise RetryLater(f"Fetching {url} failed: {_describe(exc)}") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise PermanentError(f"Fetching {url} failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def raise_for_status(fetched: Fetched, detail: str = "") -> None:
+    """Raise unless the status is 2xx: ``RetryLater`` for 408, 429 and 5xx, else ``PermanentError``."""
+    if 200 <= fetched.status < 300:
+        return
+    message = f"{fetched.url} answered {fetched.status}" + (f": {detail}" if detail else "")
+    if fetched.status in (408, 429) or fetched.status >= 500:
+        raise RetryLater(message, delay_s=retry_after_s(fetched.headers))
+    raise PermanentError(message)
