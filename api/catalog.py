@@ -6,6 +6,7 @@ JSON Schemas without importing any plugin code.
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,8 +19,9 @@ from core.settings import settings
 
 
 class Catalog:
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, load: Callable[[], Sequence[PluginCommand]] = store.read_catalog) -> None:
         self._ttl_s = ttl_s
+        self._load = load
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
         self._entries: dict[tuple[str, str], PluginCommand] = {}
@@ -29,7 +31,7 @@ class Catalog:
         if time.monotonic() - self._loaded_at > self._ttl_s:
             with self._lock:
                 if time.monotonic() - self._loaded_at > self._ttl_s:
-                    self._entries = {(e.plugin, e.command): e for e in store.read_catalog()}
+                    self._entries = {(e.plugin, e.command): e for e in self._load()}
                     self._validators = {}
                     self._loaded_at = time.monotonic()
         return self._entries
