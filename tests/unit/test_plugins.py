@@ -1,0 +1,106 @@
+"""The plugin SDK, the registry and the built-in echo and simulate plugins."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from core.errors import PluginNotFound, RetryLater, UnknownCommand
+from workers.plugins.base import Context, Plugin, command, run_command
+from workers.plugins.echo import EchoPlugin
+from workers.plugins.registry import DuplicatePlugin, Registry, load_registry
+from workers.plugins.simulate import SimulatePlugin
+
+
+class Nothing(BaseModel):
+    pass
+
+
+class Twin(Plugin):
+    name = "echo"
+
+    @command(Nothing)
+    def noop(self, ctx: Context, params: Nothing) -> None:
+        """Do nothing."""
+
+
+def test_registry_loads_builtins_and_refuses_duplicates() -> None:
+    registry = load_registry()
+
+    assert {"echo", "simulate", "http", "news", "llm"} <= {p.name for p in registry}
+    with pytest.raises(DuplicatePlugin, match="'echo' is already registered"):
+        registry.add(Twin)
+
+
+def test_registry_lookup_errors_name_what_exists() -> None:
+    registry = Registry()
+    registry.add(SimulatePlugin)
+
+    with pytest.raises(PluginNotFound):
+        registry.get("nope")
+    with pytest.raises(UnknownCommand, match="it offers: run"):
+        registry.command("simulate", "walk")
+
+
+def test_catalog_entries_carry_schema_queue_and_description() -> None:
+    registry = Registry()
+    registry.add(SimulatePlugin)
+
+    (entry,) = registry.catalog("agentq")
+
+    assert (entry.plugin, entry.command, entry.queue, entry.result_type) == ("simulate", "run", "agentq", "simulate")
+    assert entry.params_schema["properties"]["mode"]["enum"] == ["sync", "async"]
+    assert entry.description.startswith("Wait, fail")
+
+
+def test_commands_are_collected_with_sync_and_async_kinds() -> None:
+    class Mixed(Plugin):
+        name = "mixed"
+
+        @command(Nothing)
+        def a(self, ctx: Context, params: Nothing) -> int:
+            return 1
+
+        @command(Nothing, name="b-async")
+        async def b(self, ctx: Context, params: Nothing) -> int:
+            return 2
+
+    assert {n: c.is_async for n, c in Mixed.commands.items()} == {"a": False, "b-async": True}
+    assert run_command(Mixed(), "b-async", {}) == 2
+
+
+def test_echo_returns_params() -> None:
+    assert run_command(EchoPlugin(), "echo", {"a": 1, "b": [True]}) == {"a": 1, "b": [True]}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_simulate_reports_progress_and_result(mode: str) -> None:
+    seen: list[dict[str, Any]] = []
+    ctx = Context("01TEST", 1, on_progress=seen.append)
+
+    result = run_command(
+        SimulatePlugin(), "run", {"sleep_s": 0.05, "progress_steps": 2, "result_bytes": 3, "mode": mode}, ctx
+    )
+
+    assert result["filler"] == "xxx" and result["mode"] == mode
+    assert [p["percent"] for p in seen] == [50.0, 100.0]
+
+
+def test_simulate_fails_the_first_attempts_retryably() -> None:
+    with pytest.raises(RetryLater):
+        run_command(SimulatePlugin(), "run", {"fail_times": 2}, Context("01TEST", 2))
+    assert run_command(SimulatePlugin(), "run", {"fail_times": 2}, Context("01TEST", 3))["attempt"] == 3
+
+
+def test_simulate_rejects_bad_params() -> None:
+    with pytest.raises(ValidationError):
+        run_command(SimulatePlugin(), "run", {"mode": "fast"})
+
+
+def test_ctx_asleep_raises_when_stopped() -> None:
+    ctx = Context("01TEST", 1)
+    ctx.interrupt("cancelled")
+
+    with pytest.raises(BaseException, match="cancelled"):
+        asyncio.run(ctx.asleep(0))
