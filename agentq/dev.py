@@ -204,7 +204,7 @@ class DevStack:
         if not self._wait_for(lambda: migrate.returncode is not None, MIGRATE_S):
             raise DevError(f"migrate did not finish within {MIGRATE_S:.0f} s; stopping")
         if migrate.returncode != 0:
-            raise DevError(f"migrate failed with exit code {migrate.returncode}; stopping")
+            raise DevError(f"migrate failed ({_how(migrate.returncode)}); stopping")
 
         uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app"]
         celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
@@ -256,17 +256,20 @@ class DevStack:
         if not started:
             return
         self.say("stopping (Ctrl-C again to kill at once)")
+        signals_before = self._signals
         services = [child for child in started if child.name != "redis"]
         broker = [child for child in started if child.name == "redis"]
         for group, grace_s in ((services, STOP_GRACE_S), (broker, REDIS_STOP_GRACE_S)):
             for child in group:
                 child.terminate()
             deadline = time.monotonic() + grace_s
-            while any(c.running for c in group) and time.monotonic() < deadline and self._signals < 2:
+            while any(c.running for c in group) and time.monotonic() < deadline:
+                if self._signals > signals_before:
+                    break  # Ctrl-C again: no more waiting
                 time.sleep(0.1)
             for child in group:
                 if child.running:
-                    self.say(f"{child.name} did not stop within {grace_s:.0f} s; killing it")
+                    self.say(f"killing {child.name}, which is still running")
                 child.kill()
         self.children.clear()
         self.say("stopped")
@@ -306,7 +309,7 @@ class DevStack:
             raise StopRequested
         for child in self.children:
             if not child.oneshot and child.returncode is not None:
-                raise DevError(f"{child.name} exited unexpectedly with code {child.returncode}; stopping")
+                raise DevError(f"{child.name} exited unexpectedly ({_how(child.returncode)}); stopping")
 
     def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         """Whether ``condition`` came true in time; raises meanwhile like ``_check``."""
@@ -322,6 +325,12 @@ class DevStack:
         # Only flags: the main loop notices within a fraction of a second and stops in order.
         self._signals += 1
         self._stop.set()
+
+
+def _how(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
 
 
 def _pings(client: redis.Redis) -> bool:

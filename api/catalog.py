@@ -19,7 +19,9 @@ from core.settings import settings
 
 
 class Catalog:
-    def __init__(self, ttl_s: float, load: Callable[[], Sequence[PluginCommand]] = store.read_catalog) -> None:
+    def __init__(
+        self, ttl_s: float, load: Callable[[], Sequence[PluginCommand]] = store.read_catalog
+    ) -> None:
         self._ttl_s = ttl_s
         self._load = load
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 import tasks.executions  # noqa: F401  (registers the task)
+from beat_schedule import beat_schedule
 from core import store
 from core.queue import app
 from core.settings import settings
@@ -19,6 +20,7 @@ from workers.process import registry, runtime, shutdown
 # per process (see workers/runtime.py), so one process holds many I/O-bound executions.
 app.conf.worker_pool = "threads"
 app.conf.worker_concurrency = settings.worker_concurrency
+app.conf.beat_schedule = beat_schedule
 
 log = logging.getLogger("agentq.worker")
 registry()  # load plugins now: a broken plugin stops the worker at start, not at first use

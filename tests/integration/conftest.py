@@ -28,7 +28,11 @@ def _reset_database() -> None:
     url = make_url(DATABASE_URL)
     try:
         conn = pymysql.connect(
-            host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", connect_timeout=5
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username,
+            password=url.password or "",
+            connect_timeout=5,
         )
     except pymysql.MySQLError as exc:
         unavailable(f"MySQL at {url.host}:{url.port} is unreachable: {exc}")
@@ -68,14 +72,18 @@ class Stack:
     client: httpx.Client
     extra: list[Proc] = field(default_factory=list)
 
-    def submit(self, plugin: str, command: str, params: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    def submit(
+        self, plugin: str, command: str, params: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         body = {"plugin": plugin, "command": command, "params": params or {}, **fields}
         response = self.client.post("/v1/executions", json=body)
         assert response.status_code == 202, response.text
         return response.json()  # type: ignore[no-any-return]
 
     def get(self, execution_id: str, wait_s: float = 0) -> dict[str, Any]:
-        response = self.client.get(f"/v1/executions/{execution_id}", params={"wait": wait_s} if wait_s else None)
+        response = self.client.get(
+            f"/v1/executions/{execution_id}", params={"wait": wait_s} if wait_s else None
+        )
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 

@@ -77,7 +77,9 @@ def child_env(base: dict[str, str], **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str, queues: str = "agentq", concurrency: int = 8) -> Proc:
+def start_worker(
+    env: dict[str, str], log_dir: Path, name: str, queues: str = "agentq", concurrency: int = 8
+) -> Proc:
     argv = [
         sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--loglevel", "INFO",
         "--hostname", f"{name}@%h", "--queues", queues, "--concurrency", str(concurrency),

@@ -29,7 +29,8 @@ def test_entry_point_plugin_runs_on_the_worker(stack: Stack, tmp_path) -> None: 
 
 def test_compat_route_runs_news_on_the_queue(stack: Stack, outside: str) -> None:
     response = stack.client.post(
-        "/api/agent/execute", json={"command": "/latest", "params": {"feed_url": f"{outside}/feed.xml", "limit": 2}}
+        "/api/agent/execute",
+        json={"command": "/latest", "params": {"feed_url": f"{outside}/feed.xml", "limit": 2}},
     )
 
     assert response.status_code == 200, response.text
@@ -44,7 +45,8 @@ def test_compat_route_runs_news_on_the_queue(stack: Stack, outside: str) -> None
 
 def test_compat_route_reports_plugin_failure(stack: Stack) -> None:
     response = stack.client.post(
-        "/api/agent/execute", json={"command": "/latest", "params": {"feed_url": "http://127.0.0.1:9/none.xml"}}
+        "/api/agent/execute",
+        json={"command": "/latest", "params": {"feed_url": "http://127.0.0.1:9/none.xml"}},
     )
 
     assert response.status_code == 200
@@ -56,7 +58,9 @@ def test_compat_route_reports_plugin_failure(stack: Stack) -> None:
 
 def test_compat_route_unknown_and_ambiguous_commands(stack: Stack) -> None:
     unknown = stack.client.post("/api/agent/execute", json={"command": "/nope"})
-    ambiguous = stack.client.post("/api/agent/execute", json={"command": "/hit", "params": {"path": "/tmp/x"}})
+    ambiguous = stack.client.post(
+        "/api/agent/execute", json={"command": "/hit", "params": {"path": "/tmp/x"}}
+    )
 
     assert unknown.status_code == 422 and unknown.headers["content-type"] == PROBLEM
     assert "/latest" in unknown.json()["detail"]
@@ -102,7 +106,8 @@ def test_unknown_command_lists_the_plugins_commands(stack: Stack) -> None:
 
 def test_bad_params_point_at_the_field(stack: Stack) -> None:
     response = stack.client.post(
-        "/v1/executions", json={"plugin": "simulate", "command": "run", "params": {"sleep_s": -1, "mode": "fast"}}
+        "/v1/executions",
+        json={"plugin": "simulate", "command": "run", "params": {"sleep_s": -1, "mode": "fast"}},
     )
 
     assert response.status_code == 422
@@ -111,7 +116,9 @@ def test_bad_params_point_at_the_field(stack: Stack) -> None:
 
 
 def test_bad_fields_and_malformed_json(stack: Stack) -> None:
-    out_of_range = stack.client.post("/v1/executions", json={"plugin": "echo", "command": "echo", "priority": 10})
+    out_of_range = stack.client.post(
+        "/v1/executions", json={"plugin": "echo", "command": "echo", "priority": 10}
+    )
     extra = stack.client.post("/v1/executions", json={"plugin": "echo", "command": "echo", "colour": "red"})
     malformed = stack.client.post(
         "/v1/executions", content=b'{"plugin": "echo",', headers={"Content-Type": "application/json"}

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import pytest
 START_S = 90.0
 STOP_S = 20.0
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+# What a process that has already gone raises when looked at or signalled.
+GONE = (psutil.Error, ProcessLookupError, PermissionError)
 
 
 def free_port() -> int:
@@ -72,7 +75,7 @@ class Dev:
 
     def descendants(self) -> list[psutil.Process]:
         """The processes below agentq dev now; each is also remembered for the final check."""
-        with _gone():
+        with suppress(*GONE):
             for child in psutil.Process(self.proc.pid).children(recursive=True):
                 self.seen.setdefault(child.pid, child)
         return [p for p in self.seen.values() if _alive(p)]
@@ -105,34 +108,22 @@ class Dev:
                 self.proc.kill()
                 self.proc.wait()
         for process in self.seen.values():
-            with _gone():
+            with suppress(*GONE):
                 os.killpg(process.pid, signal.SIGKILL)  # each child of agentq dev leads a group
-            with _gone():
+            with suppress(*GONE):
                 process.kill()
-
-
-def _gone() -> Any:
-    return pytest.raises_nothing if False else _suppress_gone()
-
-
-class _suppress_gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, *_: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, (psutil.Error, ProcessLookupError, PermissionError))
 
 
 def _alive(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
-        return process.cmdline()
+        return [str(part) for part in process.cmdline()]
     except psutil.Error:
         return ["?"]
 

@@ -19,7 +19,8 @@ def queue_depth(name: str) -> int:
 
 def test_submit_echo_then_poll_returns_result(stack: Stack) -> None:
     response = stack.client.post(
-        "/v1/executions", json={"plugin": "echo", "command": "echo", "params": {"hello": "world", "n": [1, 2]}}
+        "/v1/executions",
+        json={"plugin": "echo", "command": "echo", "params": {"hello": "world", "n": [1, 2]}},
     )
     assert response.status_code == 202
     created = response.json()
@@ -116,7 +117,9 @@ def test_cancel_running_stops_cooperative_and_forced(stack: Stack) -> None:
 
     # The worker lets go of each within a few seconds: Flower-free check via its log.
     for created in runs:
-        wait_until(lambda c=created: f"{c['id']}] succeeded" in stack.worker.log(), 10, "the worker to stop it")
+        wait_until(
+            lambda c=created: f"{c['id']}] succeeded" in stack.worker.log(), 10, "the worker to stop it"
+        )
         assert stack.get(created["id"])["status"] == "cancelled"
     again = stack.client.post(f"/v1/executions/{runs[0]['id']}/cancel")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
@@ -129,7 +132,9 @@ def test_cancel_queued_never_starts(stack: Stack, tmp_path: Path) -> None:
 
     cancelled = stack.client.post(f"/v1/executions/{created['id']}/cancel").json()
     worker = stack.start_worker("parked-worker", queues="agentq.parked")
-    wait_until(lambda: f"{created['id']}] succeeded" in worker.log(), 60, "the parked worker to take the message")
+    wait_until(
+        lambda: f"{created['id']}] succeeded" in worker.log(), 60, "the parked worker to take the message"
+    )
 
     assert cancelled["status"] == "cancelled"
     assert not runs.exists()
@@ -239,7 +244,9 @@ def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
     seen: list[str] = []
     cursor = None
     while True:
-        params = {"plugin": "echo", "status": "succeeded", "limit": 2} | ({"cursor": cursor} if cursor else {})
+        params = {"plugin": "echo", "status": "succeeded", "limit": 2} | (
+            {"cursor": cursor} if cursor else {}
+        )
         page = stack.client.get("/v1/executions", params=params).json()
         assert all(e["plugin"] == "echo" and e["status"] == "succeeded" for e in page["executions"])
         seen += [e["id"] for e in page["executions"]]
@@ -250,6 +257,25 @@ def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
     assert seen == sorted(seen, reverse=True)
     assert len(seen) == len(set(seen))
     assert set(ids) <= set(seen)
-    assert stack.client.get("/v1/executions", params={"status": "cancelled", "plugin": "echo"}).json()[
-        "executions"
-    ] == []
+    assert (
+        stack.client.get("/v1/executions", params={"status": "cancelled", "plugin": "echo"}).json()[
+            "executions"
+        ]
+        == []
+    )
+
+
+def test_simulate_crash_kills_the_worker_process(stack: Stack) -> None:
+    # A worker of its own, on a queue of its own, so the shared worker lives on.
+    worker = stack.start_worker("crasher", queues="agentq.crash")
+    wait_until(lambda: "ready." in worker.log(), 60, "the crash worker")
+    (submitted,) = store.create_executions(
+        [store.NewExecution("simulate", "run", {"crash": True}, "agentq.crash", 5, 30, 0)]
+    )
+
+    queue.enqueue([submitted.execution])
+    wait_until(lambda: not worker.alive, 30, "the worker to die")
+
+    assert worker.popen.returncode == -9  # SIGKILL: no warm shutdown, no ack
+    row = stack.get(submitted.execution.id)
+    assert (row["status"], row["attempts"]) == ("running", 1)

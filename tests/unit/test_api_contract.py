@@ -7,7 +7,13 @@ import pytest
 
 from api.catalog import Catalog
 from api.problems import agentq_error
-from core.errors import BrokerUnavailable, ExecutionNotFound, IdempotencyConflict, InvalidParams, UnknownPlugin
+from core.errors import (
+    BrokerUnavailable,
+    ExecutionNotFound,
+    IdempotencyConflict,
+    InvalidParams,
+    UnknownPlugin,
+)
 from core.settings import MAX_TIMEOUT_S, Settings
 from workers.plugins.registry import Registry
 from workers.plugins.simulate import SimulatePlugin
@@ -27,7 +33,10 @@ def test_catalog_validates_params_against_published_schema() -> None:
     with pytest.raises(InvalidParams) as caught:
         catalog.validate(entry, {"sleep_s": -1, "mode": "fast"}, ("body", "params"))
 
-    assert {tuple(e["loc"]) for e in caught.value.errors} == {("body", "params", "sleep_s"), ("body", "params", "mode")}
+    assert {tuple(e["loc"]) for e in caught.value.errors} == {
+        ("body", "params", "sleep_s"),
+        ("body", "params", "mode"),
+    }
     assert "sleep_s" in caught.value.detail
 
 
@@ -56,7 +65,9 @@ def test_errors_map_to_problem_json(error: Exception, status: int) -> None:
 
 
 def test_settings_normalise_mysql_url_and_default_to_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    s = Settings(database_url="mysql://u:p@db/agentq", data_dir=tmp_path, broker_url="redis://r:6379/0", redis_url="")
+    s = Settings(
+        database_url="mysql://u:p@db/agentq", data_dir=tmp_path, broker_url="redis://r:6379/0", redis_url=""
+    )
     assert s.database_url == "mysql+pymysql://u:p@db/agentq"
     assert s.redis_url == "redis://r:6379/0"
     assert Settings(database_url="", data_dir=tmp_path).database_url.startswith("sqlite:///")

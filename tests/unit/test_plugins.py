@@ -49,7 +49,12 @@ def test_catalog_entries_carry_schema_queue_and_description() -> None:
 
     (entry,) = registry.catalog("agentq")
 
-    assert (entry.plugin, entry.command, entry.queue, entry.result_type) == ("simulate", "run", "agentq", "simulate")
+    assert (entry.plugin, entry.command, entry.queue, entry.result_type) == (
+        "simulate",
+        "run",
+        "agentq",
+        "simulate",
+    )
     assert entry.params_schema["properties"]["mode"]["enum"] == ["sync", "async"]
     assert entry.description.startswith("Wait, fail")
 
