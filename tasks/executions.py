@@ -7,7 +7,7 @@ from workers.process import runtime
 
 
 @app.task(name=RUN_EXECUTION, bind=True)
-def run_execution(self: Task, execution_id: str) -> str | None:  # type: ignore[type-arg]
+def run_execution(self: Task, execution_id: str) -> str | None:
     """Run execution ``execution_id``; Celery's retry count is the attempt it is for."""
     outcome = runtime().execute(execution_id, attempt=self.request.retries)
     if outcome.retry_in_s is not None:

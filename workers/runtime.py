@@ -47,7 +47,7 @@ class Outcome:
 
 def backoff_s(attempt: int) -> float:
     """Exponential backoff with equal jitter: half fixed, half random."""
-    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
+    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2.0 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
