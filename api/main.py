@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import compat, executions, health, plugins
+from api.routes import compat, executions, health, plugins, schedules
 from api.waiters import waiters
 from core.settings import settings
 
@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (executions, plugins, compat, health):
+    for module in (executions, schedules, plugins, compat, health):
         app.include_router(module.router)
     return app
 

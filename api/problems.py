@@ -74,7 +74,11 @@ async def validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     return problem(
-        exc.status_code, str(exc.detail), str(exc.detail), kind=f"http-{exc.status_code}", headers=dict(exc.headers) if exc.headers else None
+        exc.status_code,
+        str(exc.detail),
+        str(exc.detail),
+        kind=f"http-{exc.status_code}",
+        headers=dict(exc.headers) if exc.headers else None,
     )
 
 

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,7 @@ class ExecutionPublic(BaseModel):
     priority: int
     timeout_s: float
     schedule_id: str | None
+    slot_at: datetime | None
     idempotency_key: str | None
     worker: str | None
     created_at: datetime
@@ -117,3 +118,83 @@ class AgentResult(BaseModel):
     command: str
     execution_id: str
     status: ExecutionStatus
+
+
+MissedPolicy = Literal["skip", "catch_up"]
+OverlapPolicy = Literal["allow", "skip"]
+MAX_INTERVAL_S = 366 * 24 * 3600
+
+
+class ScheduleFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(None, max_length=128, examples=["*/15 * * * *"], description="5-field cron.")
+    interval_s: float | None = Field(None, ge=1, le=MAX_INTERVAL_S, description="Seconds between runs.")
+    timezone: str = Field("UTC", max_length=64, examples=["Europe/Berlin"], description="IANA zone for cron.")
+    enabled: bool = True
+    missed_policy: MissedPolicy = Field(
+        "skip",
+        description="After downtime: `skip` runs once if overdue, `catch_up` runs each missed slot (bounded).",
+    )
+    overlap_policy: OverlapPolicy = Field(
+        "allow", description="`skip` a slot while the previous run of this schedule is still live."
+    )
+    priority: int = Field(5, ge=0, le=9)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
+    max_retries: int | None = Field(None, ge=0, le=100)
+
+
+class ScheduleCreate(ScheduleFields):
+    name: str = Field(min_length=1, max_length=128, examples=["morning-news"])
+    plugin: Name
+    command: Name
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleUpdate(BaseModel):
+    """Only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=128)
+    plugin: Name | None = None
+    command: Name | None = None
+    params: dict[str, Any] | None = None
+    cron: str | None = Field(None, max_length=128)
+    interval_s: float | None = Field(None, ge=1, le=MAX_INTERVAL_S)
+    timezone: str | None = Field(None, max_length=64)
+    enabled: bool | None = None
+    missed_policy: MissedPolicy | None = None
+    overlap_policy: OverlapPolicy | None = None
+    priority: int | None = Field(None, ge=0, le=9)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
+    max_retries: int | None = Field(None, ge=0, le=100)
+
+
+class SchedulePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    plugin: str
+    command: str
+    params: dict[str, Any]
+    cron: str | None
+    interval_s: float | None
+    timezone: str
+    enabled: bool
+    missed_policy: MissedPolicy
+    overlap_policy: OverlapPolicy
+    priority: int
+    timeout_s: float | None
+    max_retries: int | None
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    next_fire_times: list[datetime] = Field(default_factory=list, description="The next 5, in UTC.")
+
+
+class SchedulesPublic(BaseModel):
+    schedules: list[SchedulePublic]
+    next_cursor: str | None

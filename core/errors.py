@@ -3,9 +3,11 @@
 AgentqError
  ├── NotFound
  │    ├── ExecutionNotFound
+ │    ├── ScheduleNotFound
  │    └── PluginNotFound
  ├── Conflict
  │    ├── IdempotencyConflict
+ │    ├── NameTaken
  │    └── NotCancellable
  ├── InvalidRequest            (field problems in ``errors``)
  │    ├── InvalidParams
@@ -39,6 +41,11 @@ class ExecutionNotFound(NotFound):
         super().__init__(f"No execution with id {execution_id!r}.")
 
 
+class ScheduleNotFound(NotFound):
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"No schedule with id {schedule_id!r}.")
+
+
 class PluginNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"No plugin named {name!r}.")
@@ -50,6 +57,10 @@ class Conflict(AgentqError):
 
 
 class IdempotencyConflict(Conflict):
+    pass
+
+
+class NameTaken(Conflict):
     pass
 
 

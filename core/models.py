@@ -4,7 +4,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, DateTime, Enum, Index, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Enum, Index, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -53,7 +53,9 @@ TERMINAL = frozenset(
 )
 
 ulid = Annotated[str, 26]
+str16 = Annotated[str, 16]
 str64 = Annotated[str, 64]
+str128 = Annotated[str, 128]
 str255 = Annotated[str, 255]
 json_doc = dict[str, Any]
 
@@ -61,7 +63,9 @@ json_doc = dict[str, Any]
 class Base(DeclarativeBase):
     type_annotation_map = {
         ulid: String(26),
+        str16: String(16),
         str64: String(64),
+        str128: String(128),
         str255: String(255),
         datetime: UTCDateTime(),
         # MySQL JSON holds up to max_allowed_packet; MariaDB maps it to LONGTEXT (4 GiB).
@@ -89,6 +93,7 @@ class Execution(Base):
     priority: Mapped[int]
     timeout_s: Mapped[float]
     schedule_id: Mapped[ulid | None]
+    slot_at: Mapped[datetime | None]  # the schedule slot this execution fires for
     idempotency_key: Mapped[str255 | None] = mapped_column(unique=True)
     worker: Mapped[str255 | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -101,7 +106,37 @@ class Execution(Base):
         Index("ix_executions_plugin_id", "plugin", "id"),
         Index("ix_executions_schedule_id_id", "schedule_id", "id"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
+        # Exactly one execution per schedule slot, however many beats try.
+        UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
+
+
+class Schedule(Base):
+    """A periodic agent; beat fires it when ``next_run_at`` is due."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[ulid] = mapped_column(primary_key=True)
+    name: Mapped[str128] = mapped_column(unique=True)
+    plugin: Mapped[str64]
+    command: Mapped[str64]
+    params: Mapped[json_doc]
+    queue: Mapped[str64]
+    cron: Mapped[str128 | None]
+    interval_s: Mapped[float | None]
+    timezone: Mapped[str64] = mapped_column(default="UTC")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    missed_policy: Mapped[str16] = mapped_column(default="skip")
+    overlap_policy: Mapped[str16] = mapped_column(default="allow")
+    priority: Mapped[int] = mapped_column(default=5)
+    timeout_s: Mapped[float | None]
+    max_retries: Mapped[int | None]
+    next_run_at: Mapped[datetime | None]  # None while disabled
+    last_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),)
 
 
 class PluginCommand(Base):

@@ -15,6 +15,9 @@ from core.models import Execution
 from core.settings import settings
 
 RUN_EXECUTION = "agentq.run_execution"
+SUBMIT_EXECUTION = "agentq.submit_execution"
+REAP_EXECUTIONS = "agentq.reap_executions"
+PURGE_EXECUTIONS = "agentq.purge_executions"
 
 # Our priority runs 0..9 with 9 highest; the Redis transport consumes 0 first.
 PRIORITY_LEVELS = 10

@@ -40,7 +40,15 @@ class Settings(BaseSettings):
     max_wait_s: float = 60.0
     compat_wait_s: float = 30.0
     catalog_ttl_s: float = 2.0
-    retention_days: int = 30
+    retention_days: Annotated[int, Field(ge=1)] = 30
+    # A queued row not claimed within this is published again by the reaper (an outbox).
+    queued_lease_s: Annotated[float, Field(gt=0)] = 300.0
+    reaper_interval_s: Annotated[float, Field(gt=0)] = 15.0
+    beat_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    # The active beat holds a Redis lock this long, renewed every tick; a standby takes
+    # over within this after the active one dies.
+    beat_lock_s: Annotated[float, Field(gt=0)] = 10.0
+    catch_up_max: Annotated[int, Field(ge=1, le=1000)] = 10
 
     outbound_allow_private: bool = False
     outbound_max_bytes: int = 1024 * 1024

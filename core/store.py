@@ -6,7 +6,7 @@ idempotency keys are given), claim (conditional UPDATE + SELECT), finish (one UP
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from ulid import ULID
 
 from core.db import session_scope
-from core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
-from core.models import TERMINAL, Execution, ExecutionStatus, PluginCommand, utcnow
+from core.errors import ExecutionNotFound, IdempotencyConflict, NameTaken, NotCancellable, ScheduleNotFound
+from core.models import TERMINAL, Execution, ExecutionStatus, PluginCommand, Schedule, utcnow
+from core.settings import settings
 
 S = ExecutionStatus
 _CLAIMABLE = (S.QUEUED, S.RETRYING)
@@ -38,6 +39,7 @@ class NewExecution:
     max_retries: int
     idempotency_key: str | None = None
     schedule_id: str | None = None
+    slot_at: datetime | None = None
 
 
 @dataclass
@@ -65,6 +67,9 @@ def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     keys = {s.idempotency_key for s in specs if s.idempotency_key}
     now = utcnow()
+    # Not claimed by then, the reaper publishes it again: a crash between the commit and
+    # the publish loses no execution.
+    publish_by = now + timedelta(seconds=settings.queued_lease_s)
     with session_scope() as session:
         known: dict[str, Execution] = {}
         if keys:
@@ -82,26 +87,32 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
                     )
                 out.append(Submitted(row, created=False))
                 continue
-            row = Execution(
-                id=new_id(),
-                plugin=spec.plugin,
-                command=spec.command,
-                params=spec.params,
-                queue=spec.queue,
-                status=S.QUEUED,
-                attempts=0,
-                max_retries=spec.max_retries,
-                priority=spec.priority,
-                timeout_s=spec.timeout_s,
-                schedule_id=spec.schedule_id,
-                idempotency_key=key,
-                created_at=now,
-            )
+            row = _new_row(spec, now, publish_by)
             session.add(row)
             if key:
                 known[key] = row
             out.append(Submitted(row))
         return out
+
+
+def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Execution:
+    return Execution(
+        id=new_id(),
+        plugin=spec.plugin,
+        command=spec.command,
+        params=spec.params,
+        queue=spec.queue,
+        status=S.QUEUED,
+        attempts=0,
+        max_retries=spec.max_retries,
+        priority=spec.priority,
+        timeout_s=spec.timeout_s,
+        schedule_id=spec.schedule_id,
+        slot_at=spec.slot_at,
+        idempotency_key=spec.idempotency_key,
+        created_at=now,
+        lease_expires_at=publish_by,
+    )
 
 
 def delete_unstarted(execution_ids: Iterable[str]) -> None:
@@ -215,13 +226,17 @@ def finish(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     progress: dict[str, Any] | None = None,
+    lease_expires_at: datetime | None = None,
 ) -> bool:
-    """Record the outcome of one attempt; False when the row moved on (cancelled, reclaimed)."""
+    """Record the outcome of one attempt; False when the row moved on (cancelled, reclaimed).
+
+    A retrying row keeps a lease: if its retry message is lost, the reaper publishes it.
+    """
     values: dict[str, Any] = {
         "status": status,
         "result": result,
         "error": error,
-        "lease_expires_at": None,
+        "lease_expires_at": lease_expires_at,
     }
     if status in TERMINAL:
         values["finished_at"] = utcnow()
@@ -289,3 +304,165 @@ def ping() -> None:
     """One round trip, for readiness."""
     with session_scope() as session:
         session.execute(select(1))
+
+
+# -- schedules ---------------------------------------------------------------------
+
+
+def create_schedule(schedule: Schedule) -> Schedule:
+    try:
+        with session_scope() as session:
+            session.add(schedule)
+    except IntegrityError:
+        raise NameTaken(f"A schedule named {schedule.name!r} already exists; pick another name.") from None
+    return schedule
+
+
+def get_schedule(schedule_id: str) -> Schedule:
+    with session_scope() as session:
+        row = session.get(Schedule, schedule_id)
+    if row is None:
+        raise ScheduleNotFound(schedule_id)
+    return row
+
+
+def list_schedules(*, limit: int = 50, cursor: str | None = None) -> tuple[list[Schedule], str | None]:
+    query = select(Schedule).order_by(Schedule.id.desc()).limit(limit + 1)
+    if cursor:
+        query = query.where(Schedule.id < cursor)
+    with session_scope() as session:
+        rows = list(session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def update_schedule(schedule_id: str, changes: dict[str, Any]) -> Schedule:
+    try:
+        with session_scope() as session:
+            row = session.get(Schedule, schedule_id, with_for_update=True)
+            if row is None:
+                raise ScheduleNotFound(schedule_id)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+    except IntegrityError:
+        raise NameTaken(
+            f"A schedule named {changes.get('name')!r} already exists; pick another name."
+        ) from None
+    return row
+
+
+def delete_schedule(schedule_id: str) -> None:
+    with session_scope() as session:
+        if session.execute(delete(Schedule).where(Schedule.id == schedule_id)).rowcount != 1:  # type: ignore[attr-defined]
+            raise ScheduleNotFound(schedule_id)
+
+
+def due_schedules(now: datetime, limit: int = 100) -> list[Schedule]:
+    with session_scope() as session:
+        query = (
+            select(Schedule)
+            .where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)
+            .order_by(Schedule.next_run_at)
+            .limit(limit)
+        )
+        return list(session.scalars(query))
+
+
+def fire(
+    schedule: Schedule, specs: Sequence[NewExecution], next_run_at: datetime, *, skip_if_active: bool
+) -> list[Execution] | None:
+    """Advance a due schedule and insert its executions, in one transaction.
+
+    Compare-and-set on ``next_run_at``: of several beats, one wins; the unique key on
+    (schedule, slot) backs it up. Returns None when another fire or an edit won,
+    and [] when an active run made this slot skip (``skip_if_active``).
+    """
+    with session_scope() as session:
+        advanced = session.execute(
+            update(Schedule)
+            .where(
+                Schedule.id == schedule.id,
+                Schedule.enabled.is_(True),
+                Schedule.next_run_at == schedule.next_run_at,
+            )
+            .values(next_run_at=next_run_at, last_run_at=specs[-1].slot_at if specs else schedule.last_run_at)
+            .execution_options(synchronize_session=False)
+        )
+        if advanced.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        if skip_if_active and session.scalar(
+            select(Execution.id)
+            .where(Execution.schedule_id == schedule.id, Execution.status.in_(_CANCELLABLE))
+            .limit(1)
+        ):
+            return []
+        now = utcnow()
+        rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
+        session.add_all(rows)
+    return rows
+
+
+# -- maintenance -------------------------------------------------------------------
+
+
+def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:
+    """Live executions whose lease ran out: never published, retry lost, or worker gone."""
+    query = (
+        select(Execution)
+        .where(Execution.status.in_(_CANCELLABLE), Execution.lease_expires_at < now)
+        .order_by(Execution.lease_expires_at)
+        .limit(limit)
+    )
+    with session_scope() as session:
+        return list(session.scalars(query))
+
+
+def extend_unclaimed(execution_ids: Sequence[str], until: datetime) -> None:
+    """Give republished queued or retrying rows a new lease."""
+    with session_scope() as session:
+        session.execute(
+            update(Execution)
+            .where(Execution.id.in_(execution_ids), Execution.status.in_(_CLAIMABLE))
+            .values(lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def fail_lost(execution_id: str, attempts: int, message: str) -> bool:
+    """Fail a running execution whose worker died and that has no attempts left."""
+    now = utcnow()
+    with session_scope() as session:
+        done = session.execute(
+            update(Execution)
+            .where(
+                Execution.id == execution_id,
+                Execution.status == S.RUNNING,
+                Execution.attempts == attempts,
+                Execution.lease_expires_at < now,
+            )
+            .values(
+                status=S.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                error={"type": "WorkerLost", "message": message},
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def purge_finished(before: datetime, batch: int = 1000) -> int:
+    """Delete up to ``batch`` terminal executions that finished before ``before``."""
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(Execution.id)
+                .where(Execution.status.in_(list(TERMINAL)), Execution.finished_at < before)
+                .limit(batch)
+            )
+        )
+        if ids:
+            session.execute(delete(Execution).where(Execution.id.in_(ids)))
+        return len(ids)

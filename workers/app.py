@@ -9,7 +9,8 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-import tasks.executions  # noqa: F401  (registers the task)
+import tasks.executions  # noqa: F401  (registers the tasks)
+import tasks.maintenance  # noqa: F401
 from beat_schedule import beat_schedule
 from core import store
 from core.queue import app
@@ -21,6 +22,7 @@ from workers.process import registry, runtime, shutdown
 app.conf.worker_pool = "threads"
 app.conf.worker_concurrency = settings.worker_concurrency
 app.conf.beat_schedule = beat_schedule
+app.conf.beat_scheduler = "beat_schedule:DatabaseScheduler"
 
 log = logging.getLogger("agentq.worker")
 registry()  # load plugins now: a broken plugin stops the worker at start, not at first use

@@ -22,13 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from core import notify, store
 from core.errors import AgentqError, PluginError, RetryLater
-from core.models import Execution, ExecutionStatus
+from core.models import Execution, ExecutionStatus, utcnow
 from core.settings import settings
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
@@ -238,7 +239,11 @@ class Runtime:
         if isinstance(exc, RetryLater) and row.attempts <= row.max_retries:
             delay = exc.delay_s if exc.delay_s is not None else backoff_s(row.attempts)
             error = {"type": type(exc).__name__, "message": message, "retry_in_s": round(delay, 3)}
-            if store.finish(row.id, run.number, S.RETRYING, error=error, progress=progress):
+            # Keep a lease past the retry's due time: if that message is lost, the reaper resends it.
+            lease = utcnow() + timedelta(seconds=delay + settings.queued_lease_s)
+            if store.finish(
+                row.id, run.number, S.RETRYING, error=error, progress=progress, lease_expires_at=lease
+            ):
                 notify.publish(row.id, S.RETRYING)
                 return Outcome(S.RETRYING, retry_in_s=delay)
             return Outcome(None)

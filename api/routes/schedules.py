@@ -1,0 +1,107 @@
+"""``/v1/schedules``: periodic agents that beat fires."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.catalog import catalog
+from api.schemas import ExecutionPublic, ScheduleCreate, SchedulePublic, SchedulesPublic, ScheduleUpdate
+from core import schedules, store
+from core.errors import InvalidRequest
+from core.models import Schedule, utcnow
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+TIMING = {"cron", "interval_s", "timezone", "enabled"}
+
+
+def _public(schedule: Schedule) -> SchedulePublic:
+    return SchedulePublic.model_validate(schedule).model_copy(
+        update={"next_fire_times": schedules.upcoming(schedule, 5)}
+    )
+
+
+def _invalid(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, [{"loc": ["body", field], "msg": message, "type": f"invalid_{field}"}])
+
+
+def _check(schedule: Schedule) -> None:
+    """Timing and params of a schedule as it would be stored; 422 naming the field."""
+    if (schedule.cron is None) == (schedule.interval_s is None):
+        raise _invalid("cron", "Give exactly one of `cron` (5-field cron) or `interval_s` (seconds).")
+    try:
+        schedules.zone(schedule.timezone)
+    except schedules.InvalidTiming as exc:
+        raise _invalid("timezone", str(exc)) from None
+    if schedule.cron is not None:
+        try:
+            schedules.validate_cron(schedule.cron)
+        except schedules.InvalidTiming as exc:
+            raise _invalid("cron", str(exc)) from None
+    entry = catalog.resolve(schedule.plugin, schedule.command)
+    catalog.validate(entry, schedule.params, ("body", "params"))
+    schedule.queue = entry.queue
+
+
+def _next_run_at(schedule: Schedule) -> Any:
+    return schedules.next_fire(schedule, utcnow()) if schedule.enabled else None
+
+
+@router.post("", status_code=201)
+def create_schedule(schedule_in: ScheduleCreate, response: Response) -> SchedulePublic:
+    """Create a periodic agent; it fires from its next slot on."""
+    schedule = Schedule(
+        id=store.new_id(), **schedule_in.model_dump(), created_at=utcnow(), updated_at=utcnow()
+    )
+    _check(schedule)
+    schedule.next_run_at = _next_run_at(schedule)
+    store.create_schedule(schedule)
+    response.headers["Location"] = f"/v1/schedules/{schedule.id}"
+    return _public(schedule)
+
+
+@router.get("")
+def read_schedules(
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=26)] = None,
+) -> SchedulesPublic:
+    """List schedules, newest first."""
+    rows, next_cursor = store.list_schedules(limit=limit, cursor=cursor)
+    return SchedulesPublic(schedules=[_public(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{schedule_id}")
+def read_schedule(schedule_id: str) -> SchedulePublic:
+    """A schedule with its next 5 fire times."""
+    return _public(store.get_schedule(schedule_id))
+
+
+@router.patch("/{schedule_id}")
+def update_schedule(schedule_id: str, schedule_in: ScheduleUpdate) -> SchedulePublic:
+    """Change a schedule; beat picks the change up on its next tick."""
+    changes = schedule_in.model_dump(exclude_unset=True)
+    if changes.get("cron") is not None and "interval_s" not in changes:
+        changes["interval_s"] = None  # switching to cron
+    if changes.get("interval_s") is not None and "cron" not in changes:
+        changes["cron"] = None
+    current = store.get_schedule(schedule_id)
+    merged = Schedule(**{c.key: getattr(current, c.key) for c in Schedule.__table__.columns} | changes)
+    _check(merged)
+    changes["queue"] = merged.queue
+    if TIMING & changes.keys():
+        changes["next_run_at"] = _next_run_at(merged)
+    return _public(store.update_schedule(schedule_id, changes))
+
+
+@router.delete("/{schedule_id}", status_code=204)
+def delete_schedule(schedule_id: str) -> None:
+    """Delete a schedule; executions it created stay."""
+    store.delete_schedule(schedule_id)
+
+
+@router.post("/{schedule_id}/run", status_code=202)
+async def run_schedule(schedule_id: str, response: Response) -> ExecutionPublic:
+    """Fire a schedule now, outside its timing."""
+    execution = await run_in_threadpool(lambda: schedules.run_now(store.get_schedule(schedule_id)))
+    response.headers["Location"] = f"/v1/executions/{execution.id}"
+    return ExecutionPublic.model_validate(execution)

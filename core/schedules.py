@@ -1,0 +1,165 @@
+"""When schedules fire: the next slots of a cron (in its timezone) or interval schedule.
+
+Cron runs in the schedule's IANA timezone with Debian cron's DST rules (cronsim): a
+time that falls in the spring-forward gap runs once, at the end of the gap; a time that
+the autumn fall-back repeats runs once, at its first occurrence.
+"""
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from core import queue, store
+from core.errors import BrokerUnavailable
+from core.models import Execution, Schedule, utcnow
+from core.settings import settings
+
+# Enough for a per-minute cron missed for two months; past it, older slots are dropped.
+_MAX_SCAN = 100_000
+
+
+class InvalidTiming(ValueError):
+    pass
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidTiming(f"Unknown timezone {name!r}; use an IANA name such as 'Europe/Berlin'.") from None
+
+
+def validate_cron(expression: str) -> None:
+    if len(expression.split()) != 5:
+        raise InvalidTiming(
+            f"Cron {expression!r} must have 5 fields: minute hour day-of-month month day-of-week."
+        )
+    try:
+        CronSim(expression, datetime.now(UTC))
+    except CronSimError as exc:
+        raise InvalidTiming(f"Invalid cron {expression!r}: {exc}.") from None
+
+
+def fire_times(schedule: Schedule, after: datetime) -> Iterator[datetime]:
+    """Slots strictly after ``after``, in UTC, forever."""
+    if schedule.cron:
+        local = after.astimezone(zone(schedule.timezone))
+        for slot in CronSim(schedule.cron, local):
+            yield slot.astimezone(UTC)
+    else:
+        assert schedule.interval_s
+        step = timedelta(seconds=schedule.interval_s)
+        slot = after + step
+        while True:
+            yield slot
+            slot += step
+
+
+def next_fire(schedule: Schedule, after: datetime) -> datetime:
+    return next(fire_times(schedule, after))
+
+
+def upcoming(schedule: Schedule, n: int = 5) -> list[datetime]:
+    """The next ``n`` fire times of an enabled schedule, from its ``next_run_at``."""
+    if not schedule.enabled or schedule.next_run_at is None:
+        return []
+    return [schedule.next_run_at, *islice(fire_times(schedule, schedule.next_run_at), n - 1)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a due schedule fires now, and when it is due next."""
+
+    slots: list[datetime]
+    next_run_at: datetime
+    missed: int  # due slots not fired (policy ``skip`` or past the catch-up bound)
+
+
+def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
+    """The slots from ``next_run_at`` up to ``now`` that fire, by the missed-run policy.
+
+    ``skip`` fires once, for the latest due slot; ``catch_up`` fires each missed slot,
+    the latest ``catch_up_max`` of them.
+    """
+    first = schedule.next_run_at
+    assert first is not None and first <= now
+    keep = 1 if schedule.missed_policy == "skip" else catch_up_max
+    if schedule.cron:
+        fired: deque[datetime] = deque(maxlen=keep)
+        slots, slot, due = fire_times(schedule, first), first, 0
+        while slot <= now and due < _MAX_SCAN:
+            fired.append(slot)
+            due += 1
+            slot = next(slots)
+        next_run_at = slot if slot > now else next_fire(schedule, now)
+    else:
+        # Arithmetic, not a scan: an interval of 1 s missed for a day is 86,400 slots.
+        step = timedelta(seconds=schedule.interval_s or 0)
+        due = int((now - first) / step) + 1
+        fired = deque(first + step * i for i in range(max(0, due - keep), due))
+        next_run_at = first + step * due
+    return Plan(slots=list(fired), next_run_at=next_run_at, missed=due - len(fired))
+
+
+# -- firing ------------------------------------------------------------------------
+
+log = logging.getLogger("agentq.schedules")
+
+
+def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
+    return store.NewExecution(
+        plugin=schedule.plugin,
+        command=schedule.command,
+        params=schedule.params,
+        queue=schedule.queue,
+        priority=schedule.priority,
+        timeout_s=schedule.timeout_s or settings.default_timeout_s,
+        max_retries=settings.default_max_retries if schedule.max_retries is None else schedule.max_retries,
+        schedule_id=schedule.id,
+        slot_at=slot,
+    )
+
+
+def _publish(rows: list[Execution]) -> None:
+    try:
+        queue.enqueue(rows)
+    except BrokerUnavailable as exc:
+        # The rows are committed with a lease: the reaper publishes them once the broker is back.
+        log.warning("broker down, %d scheduled executions wait for the reaper: %s", len(rows), exc)
+
+
+def fire_due(now: datetime) -> int:
+    """Fire every due schedule once per slot; returns how many executions were created."""
+    created = 0
+    for schedule in store.due_schedules(now):
+        planned = plan(schedule, now, settings.catch_up_max)
+        specs = [_spec(schedule, slot) for slot in planned.slots]
+        rows = store.fire(
+            schedule, specs, planned.next_run_at, skip_if_active=schedule.overlap_policy == "skip"
+        )
+        if rows is None:
+            continue  # another beat fired it, or it was edited meanwhile
+        if planned.missed or not rows:
+            log.info(
+                "schedule %s: fired %d, skipped %d slots",
+                schedule.name,
+                len(rows),
+                planned.missed + len(specs) - len(rows),
+            )
+        if rows:
+            _publish(rows)
+            created += len(rows)
+    return created
+
+
+def run_now(schedule: Schedule) -> Execution:
+    """Fire a schedule at once, outside its timing (``POST /v1/schedules/{id}/run``)."""
+    (submitted,) = store.create_executions([_spec(schedule, utcnow())])
+    queue.enqueue([submitted.execution])
+    return submitted.execution
