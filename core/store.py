@@ -379,6 +379,15 @@ def fire(
     (schedule, slot) backs it up. Returns None when another fire or an edit won,
     and [] when an active run made this slot skip (``skip_if_active``).
     """
+    try:
+        return _fire(schedule, specs, next_run_at, skip_if_active)
+    except IntegrityError:  # the (schedule, slot) key: another firer inserted it first
+        return None
+
+
+def _fire(
+    schedule: Schedule, specs: Sequence[NewExecution], next_run_at: datetime, skip_if_active: bool
+) -> list[Execution] | None:
     with session_scope() as session:
         advanced = session.execute(
             update(Schedule)

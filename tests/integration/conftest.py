@@ -15,7 +15,16 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import DATABASE_URL, REDIS_URL, SERVICES_REQUIRED
 from tests.integration.outside import outside_server
-from tests.integration.processes import ROOT, Proc, child_env, free_port, start_api, start_worker, wait_until
+from tests.integration.processes import (
+    ROOT,
+    Proc,
+    child_env,
+    free_port,
+    start_api,
+    start_beat,
+    start_worker,
+    wait_until,
+)
 
 
 def unavailable(message: str) -> None:
@@ -97,6 +106,15 @@ class Stack:
         proc = start_worker(child_env(self.env, **env), self.log_dir, name, queues=queues)
         self.extra.append(proc)
         return proc
+
+    def start_beat(self, name: str, **env: str) -> Proc:
+        proc = start_beat(child_env(self.env, **BEAT_ENV, **env), self.log_dir, name)
+        self.extra.append(proc)
+        return proc
+
+
+# Beats in tests tick fast, hand over fast and reap often.
+BEAT_ENV = {"AGENTQ_BEAT_TICK_S": "0.2", "AGENTQ_BEAT_LOCK_S": "3", "AGENTQ_REAPER_INTERVAL_S": "1"}
 
 
 @pytest.fixture(scope="session")

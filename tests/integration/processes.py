@@ -93,3 +93,8 @@ def start_api(env: dict[str, str], log_dir: Path, port: int) -> Proc:
     proc = Proc("api", argv, env, log_dir)
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30, "the API")
     return proc
+
+
+def start_beat(env: dict[str, str], log_dir: Path, name: str) -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--loglevel", "INFO"]
+    return Proc(name, argv, env, log_dir)

@@ -108,10 +108,10 @@ class Dev:
                 self.proc.kill()
                 self.proc.wait()
         for process in self.seen.values():
-            with suppress(*GONE):
-                os.killpg(process.pid, signal.SIGKILL)  # each child of agentq dev leads a group
-            with suppress(*GONE):
-                process.kill()
+            # psutil refuses a pid that was reused since, so no unrelated process is hit.
+            if _alive(process):
+                with suppress(*GONE):
+                    process.kill()
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import RetryLater
 from workers.plugins.base import Context, Plugin, command
@@ -18,6 +18,8 @@ _SLICE_S = 0.05
 
 
 class SimulateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo such as `sleep` is a 422, not a no-op
+
     sleep_s: float = Field(0, ge=0, le=3600, description="Time to spend waiting.")
     fail_times: int = Field(0, ge=0, le=100, description="Fail the first N attempts with a retryable error.")
     cpu_ms: int = Field(
