@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import compat, executions, health, plugins, schedules
+from api.limits import BodyLimit
+from api.routes import compat, executions, health, keys, plugins, schedules
 from api.waiters import waiters
 from core.settings import settings
 
@@ -26,7 +27,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (executions, schedules, plugins, compat, health):
+    app.add_middleware(BodyLimit)
+    for module in (executions, schedules, plugins, keys, compat, health):
         app.include_router(module.router)
     return app
 

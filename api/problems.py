@@ -5,6 +5,7 @@ every subclass.
 """
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,10 +14,29 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from core.errors import AgentqError, Conflict, InvalidRequest, NotFound, Unavailable
+from core.errors import (
+    AgentqError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 
 MEDIA_TYPE = "application/problem+json"
-STATUS: dict[type[AgentqError], int] = {NotFound: 404, Conflict: 409, InvalidRequest: 422, Unavailable: 503}
+STATUS: dict[type[AgentqError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    InvalidRequest: 422,
+    RateLimited: 429,
+    Unavailable: 503,
+}
 log = logging.getLogger("agentq.api")
 
 
@@ -48,6 +68,10 @@ async def agentq_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentqError)
     status = next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="agentq"'}
     name = type(exc).__name__
     return problem(status, name, exc.detail, kind=_slug(name), errors=exc.errors, headers=headers)
 

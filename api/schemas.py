@@ -1,16 +1,38 @@
 """Request and response bodies of the HTTP API."""
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.models import ExecutionStatus
-from core.settings import MAX_TIMEOUT_S
+from core.settings import MAX_TIMEOUT_S, settings
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 MAX_BATCH = 1000
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _bounded(params: dict[str, Any]) -> dict[str, Any]:
+    if _depth(params) > settings.max_params_depth:
+        raise ValueError(f"params nest deeper than {settings.max_params_depth} levels")
+    size = len(json.dumps(params, separators=(",", ":")))
+    if size > settings.max_params_bytes:
+        raise ValueError(f"params are {size} bytes of JSON; the limit is {settings.max_params_bytes}")
+    return params
+
+
+# Params: any JSON object, bounded in depth and size (the plugin's schema is checked later).
+Params = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
 class ExecutionCreate(BaseModel):
@@ -18,7 +40,7 @@ class ExecutionCreate(BaseModel):
 
     plugin: Name = Field(examples=["echo"])
     command: Name = Field(examples=["echo"])
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"hello": "world"}])
+    params: Params = Field(default_factory=dict, examples=[{"hello": "world"}])
     priority: int = Field(5, ge=0, le=9, description="0–9, 9 runs first.")
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, description="Defaults to the server's.")
     max_retries: int | None = Field(None, ge=0, le=100, description="Retries after the first attempt.")
@@ -106,7 +128,7 @@ class AgentExecute(BaseModel):
     """The compatibility request: a slash command and its params."""
 
     command: str = Field(min_length=2, max_length=130, pattern=r"^/", examples=["/latest"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     plugin: Name | None = Field(None, description="Only needed when several plugins own the command.")
 
 
@@ -148,7 +170,7 @@ class ScheduleCreate(ScheduleFields):
     name: str = Field(min_length=1, max_length=128, examples=["morning-news"])
     plugin: Name
     command: Name
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
 
 class ScheduleUpdate(BaseModel):
@@ -159,7 +181,7 @@ class ScheduleUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=128)
     plugin: Name | None = None
     command: Name | None = None
-    params: dict[str, Any] | None = None
+    params: Params | None = None
     cron: str | None = Field(None, max_length=128)
     interval_s: float | None = Field(None, ge=1, le=MAX_INTERVAL_S)
     timezone: str | None = Field(None, max_length=64)
@@ -198,3 +220,27 @@ class SchedulePublic(BaseModel):
 class SchedulesPublic(BaseModel):
     schedules: list[SchedulePublic]
     next_cursor: str | None
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, examples=["ci-robot"])
+
+
+class ApiKeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The secret; shown this once, never again.")
+
+
+class ApiKeysPublic(BaseModel):
+    keys: list[ApiKeyPublic]

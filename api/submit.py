@@ -1,22 +1,25 @@
 """Submitting executions: validate against the catalog, insert, then publish.
 
 The rows are committed before any message is sent, so a worker never races the INSERT.
-When the broker is down the unpublished rows are taken back and the client gets a 503:
-nothing durable is left that no message will ever run.
+When the broker is down the submission is still accepted: the rows are the outbox. They
+are marked due at once, and the reaper publishes them as soon as the broker is back.
 """
 
+import logging
 from collections.abc import Sequence
 
 from api.catalog import catalog
 from api.schemas import ExecutionCreate
 from core import queue, store
 from core.errors import BrokerUnavailable
-from core.models import Execution
+from core.models import Execution, utcnow
 from core.settings import settings
+
+log = logging.getLogger("agentq.api.submit")
 
 
 def submit(
-    items: Sequence[ExecutionCreate], *, idempotency_key: str | None = None, batch: bool = False
+    items: Sequence[ExecutionCreate], owner: str, *, idempotency_key: str | None = None, batch: bool = False
 ) -> list[store.Submitted]:
     specs = []
     for index, item in enumerate(items):
@@ -34,6 +37,7 @@ def submit(
                 timeout_s=item.timeout_s or settings.default_timeout_s,
                 max_retries=settings.default_max_retries if item.max_retries is None else item.max_retries,
                 idempotency_key=idempotency_key or item.idempotency_key,
+                owner=owner,
             )
         )
     submitted = store.create_executions(specs)
@@ -42,6 +46,7 @@ def submit(
         try:
             queue.enqueue(fresh)
         except BrokerUnavailable as exc:
-            store.delete_unstarted(e.id for e in fresh if e.id not in set(exc.published))
-            raise
+            published = set(exc.published)
+            store.lease_unclaimed((e.id for e in fresh if e.id not in published), utcnow())
+            log.warning("accepted %d executions for later publishing: %s", len(fresh) - len(published), exc)
     return submitted

@@ -9,6 +9,10 @@ AgentqError
  │    ├── IdempotencyConflict
  │    ├── NameTaken
  │    └── NotCancellable
+ ├── Unauthorized              (no key, or an unknown or revoked one)
+ ├── Forbidden                 (a key that may not do this)
+ ├── PayloadTooLarge
+ ├── RateLimited               (``retry_after_s``)
  ├── InvalidRequest            (field problems in ``errors``)
  │    ├── InvalidParams
  │    ├── UnknownPlugin
@@ -66,6 +70,24 @@ class NameTaken(Conflict):
 
 class NotCancellable(Conflict):
     pass
+
+
+class Unauthorized(AgentqError):
+    pass
+
+
+class Forbidden(AgentqError):
+    pass
+
+
+class PayloadTooLarge(AgentqError):
+    pass
+
+
+class RateLimited(AgentqError):
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidRequest(AgentqError):

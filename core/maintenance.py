@@ -37,7 +37,7 @@ def reap(now: datetime) -> dict[str, int]:
             return {"republished": 0, "failed": failed}
         unclaimed = [r.id for r in republish if r.status is not S.RUNNING]
         if unclaimed:
-            store.extend_unclaimed(unclaimed, now + timedelta(seconds=settings.queued_lease_s))
+            store.lease_unclaimed(unclaimed, now + timedelta(seconds=settings.queued_lease_s))
         log.info("reaper republished %d executions", len(republish))
     return {"republished": len(republish), "failed": failed}
 

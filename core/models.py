@@ -30,6 +30,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+# The owner of what the bootstrap admin key (AGENTQ_ADMIN_API_KEY) creates.
+ADMIN_OWNER = "admin"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -80,6 +84,7 @@ class Execution(Base):
     __tablename__ = "executions"
 
     id: Mapped[ulid] = mapped_column(primary_key=True)
+    owner: Mapped[str64]  # the API key (tenant) that submitted it
     plugin: Mapped[str64]
     command: Mapped[str64]
     params: Mapped[json_doc]
@@ -94,7 +99,7 @@ class Execution(Base):
     timeout_s: Mapped[float]
     schedule_id: Mapped[ulid | None]
     slot_at: Mapped[datetime | None]  # the schedule slot this execution fires for
-    idempotency_key: Mapped[str255 | None] = mapped_column(unique=True)
+    idempotency_key: Mapped[str255 | None]
     worker: Mapped[str255 | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -102,10 +107,12 @@ class Execution(Base):
     lease_expires_at: Mapped[datetime | None]
 
     __table_args__ = (
-        Index("ix_executions_status_id", "status", "id"),
-        Index("ix_executions_plugin_id", "plugin", "id"),
+        Index("ix_executions_owner_id", "owner", "id"),
+        Index("ix_executions_owner_status_id", "owner", "status", "id"),
+        Index("ix_executions_owner_plugin_id", "owner", "plugin", "id"),
         Index("ix_executions_schedule_id_id", "schedule_id", "id"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
+        UniqueConstraint("owner", "idempotency_key", name="uq_executions_owner_idempotency_key"),
         # Exactly one execution per schedule slot, however many beats try.
         UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
@@ -117,7 +124,8 @@ class Schedule(Base):
     __tablename__ = "schedules"
 
     id: Mapped[ulid] = mapped_column(primary_key=True)
-    name: Mapped[str128] = mapped_column(unique=True)
+    owner: Mapped[str64]
+    name: Mapped[str128]
     plugin: Mapped[str64]
     command: Mapped[str64]
     params: Mapped[json_doc]
@@ -136,7 +144,25 @@ class Schedule(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
+        UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
+    )
+
+
+class ApiKey(Base):
+    """A client's key; only its SHA-256 is stored. Its id is the owner of what it creates."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[ulid] = mapped_column(primary_key=True)
+    name: Mapped[str128]
+    prefix: Mapped[str16]  # the first characters, to recognise a key in lists
+    key_hash: Mapped[str64]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),)
 
 
 class PluginCommand(Base):

@@ -123,6 +123,7 @@ def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
         max_retries=settings.default_max_retries if schedule.max_retries is None else schedule.max_retries,
         schedule_id=schedule.id,
         slot_at=slot,
+        owner=schedule.owner,
     )
 
 

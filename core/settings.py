@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     beat_lock_s: Annotated[float, Field(gt=0)] = 10.0
     catch_up_max: Annotated[int, Field(ge=1, le=1000)] = 10
 
+    # Per API key: a token bucket refilled at this rate (0 turns it off), holding `burst`.
+    rate_limit_per_s: Annotated[float, Field(ge=0)] = 100.0
+    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    max_params_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    max_params_depth: Annotated[int, Field(ge=2, le=256)] = 32
+    # A revoked key stops working within this.
+    key_cache_s: Annotated[float, Field(ge=0)] = 5.0
+
     outbound_allow_private: bool = False
     outbound_max_bytes: int = 1024 * 1024
     llm_base_url: str = ""

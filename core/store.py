@@ -15,7 +15,16 @@ from ulid import ULID
 
 from core.db import session_scope
 from core.errors import ExecutionNotFound, IdempotencyConflict, NameTaken, NotCancellable, ScheduleNotFound
-from core.models import TERMINAL, Execution, ExecutionStatus, PluginCommand, Schedule, utcnow
+from core.models import (
+    ADMIN_OWNER,
+    TERMINAL,
+    ApiKey,
+    Execution,
+    ExecutionStatus,
+    PluginCommand,
+    Schedule,
+    utcnow,
+)
 from core.settings import settings
 
 S = ExecutionStatus
@@ -40,6 +49,7 @@ class NewExecution:
     idempotency_key: str | None = None
     schedule_id: str | None = None
     slot_at: datetime | None = None
+    owner: str = ADMIN_OWNER
 
 
 @dataclass
@@ -66,6 +76,8 @@ def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 
 def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     keys = {s.idempotency_key for s in specs if s.idempotency_key}
+    owners = {s.owner for s in specs}
+    assert len(owners) == 1, "one owner per submission"
     now = utcnow()
     # Not claimed by then, the reaper publishes it again: a crash between the commit and
     # the publish loses no execution.
@@ -73,7 +85,9 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     with session_scope() as session:
         known: dict[str, Execution] = {}
         if keys:
-            rows = session.scalars(select(Execution).where(Execution.idempotency_key.in_(keys)))
+            rows = session.scalars(
+                select(Execution).where(Execution.owner.in_(owners), Execution.idempotency_key.in_(keys))
+            )
             known = {row.idempotency_key: row for row in rows if row.idempotency_key}
         out: list[Submitted] = []
         for spec in specs:
@@ -98,6 +112,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Execution:
     return Execution(
         id=new_id(),
+        owner=spec.owner,
         plugin=spec.plugin,
         command=spec.command,
         params=spec.params,
@@ -115,23 +130,17 @@ def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Executi
     )
 
 
-def delete_unstarted(execution_ids: Iterable[str]) -> None:
-    """Take back executions that could not be published (nothing durable stays behind)."""
-    with session_scope() as session:
-        session.execute(
-            delete(Execution).where(Execution.id.in_(list(execution_ids)), Execution.status == S.QUEUED)
-        )
-
-
-def get_execution(execution_id: str) -> Execution:
+def get_execution(execution_id: str, owner: str) -> Execution:
+    """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
     with session_scope() as session:
         row = session.get(Execution, execution_id)
-    if row is None:
+    if row is None or row.owner != owner:
         raise ExecutionNotFound(execution_id)
     return row
 
 
 def list_executions(
+    owner: str,
     *,
     status: ExecutionStatus | None = None,
     plugin: str | None = None,
@@ -140,7 +149,7 @@ def list_executions(
     cursor: str | None = None,
 ) -> tuple[list[Execution], str | None]:
     """Newest first, by keyset on the id; returns the page and the cursor of the next one."""
-    query = select(Execution).order_by(Execution.id.desc()).limit(limit + 1)
+    query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Execution.status == status)
     if plugin is not None:
@@ -156,7 +165,7 @@ def list_executions(
     return rows, None
 
 
-def cancel_execution(execution_id: str) -> Execution:
+def cancel_execution(execution_id: str, owner: str) -> Execution:
     """Cancel a queued, retrying or running execution; the row turns terminal at once.
 
     The worker running it sees the status on its next heartbeat and stops the plugin.
@@ -166,7 +175,7 @@ def cancel_execution(execution_id: str) -> Execution:
     with session_scope() as session:
         session.execute(
             update(Execution)
-            .where(Execution.id == execution_id, Execution.status.in_(_CANCELLABLE))
+            .where(Execution.id == execution_id, Execution.owner == owner, Execution.status.in_(_CANCELLABLE))
             .values(
                 status=S.CANCELLED,
                 finished_at=now,
@@ -175,7 +184,7 @@ def cancel_execution(execution_id: str) -> Execution:
             )
         )
         row = session.get(Execution, execution_id)
-    if row is None:
+    if row is None or row.owner != owner:
         raise ExecutionNotFound(execution_id)
     if row.status != S.CANCELLED:
         raise NotCancellable(f"Execution {execution_id} already ended as {row.status.value}.")
@@ -318,16 +327,18 @@ def create_schedule(schedule: Schedule) -> Schedule:
     return schedule
 
 
-def get_schedule(schedule_id: str) -> Schedule:
+def get_schedule(schedule_id: str, owner: str) -> Schedule:
     with session_scope() as session:
         row = session.get(Schedule, schedule_id)
-    if row is None:
+    if row is None or row.owner != owner:
         raise ScheduleNotFound(schedule_id)
     return row
 
 
-def list_schedules(*, limit: int = 50, cursor: str | None = None) -> tuple[list[Schedule], str | None]:
-    query = select(Schedule).order_by(Schedule.id.desc()).limit(limit + 1)
+def list_schedules(
+    owner: str, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Schedule], str | None]:
+    query = select(Schedule).where(Schedule.owner == owner).order_by(Schedule.id.desc()).limit(limit + 1)
     if cursor:
         query = query.where(Schedule.id < cursor)
     with session_scope() as session:
@@ -337,11 +348,11 @@ def list_schedules(*, limit: int = 50, cursor: str | None = None) -> tuple[list[
     return rows, None
 
 
-def update_schedule(schedule_id: str, changes: dict[str, Any]) -> Schedule:
+def update_schedule(schedule_id: str, owner: str, changes: dict[str, Any]) -> Schedule:
     try:
         with session_scope() as session:
             row = session.get(Schedule, schedule_id, with_for_update=True)
-            if row is None:
+            if row is None or row.owner != owner:
                 raise ScheduleNotFound(schedule_id)
             for name, value in changes.items():
                 setattr(row, name, value)
@@ -353,9 +364,10 @@ def update_schedule(schedule_id: str, changes: dict[str, Any]) -> Schedule:
     return row
 
 
-def delete_schedule(schedule_id: str) -> None:
+def delete_schedule(schedule_id: str, owner: str) -> None:
     with session_scope() as session:
-        if session.execute(delete(Schedule).where(Schedule.id == schedule_id)).rowcount != 1:  # type: ignore[attr-defined]
+        deleted = session.execute(delete(Schedule).where(Schedule.id == schedule_id, Schedule.owner == owner))
+        if deleted.rowcount != 1:  # type: ignore[attr-defined]
             raise ScheduleNotFound(schedule_id)
 
 
@@ -428,12 +440,12 @@ def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:
         return list(session.scalars(query))
 
 
-def extend_unclaimed(execution_ids: Sequence[str], until: datetime) -> None:
-    """Give republished queued or retrying rows a new lease."""
+def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
+    """Set when the reaper (re)publishes queued or retrying rows that no worker claimed."""
     with session_scope() as session:
         session.execute(
             update(Execution)
-            .where(Execution.id.in_(execution_ids), Execution.status.in_(_CLAIMABLE))
+            .where(Execution.id.in_(list(execution_ids)), Execution.status.in_(_CLAIMABLE))
             .values(lease_expires_at=until)
             .execution_options(synchronize_session=False)
         )
@@ -475,3 +487,33 @@ def purge_finished(before: datetime, batch: int = 1000) -> int:
         if ids:
             session.execute(delete(Execution).where(Execution.id.in_(ids)))
         return len(ids)
+
+
+# -- API keys ----------------------------------------------------------------------
+
+
+def create_api_key(key: ApiKey) -> ApiKey:
+    with session_scope() as session:
+        session.add(key)
+    return key
+
+
+def list_api_keys() -> list[ApiKey]:
+    with session_scope() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_api_key(key_id: str) -> ApiKey | None:
+    with session_scope() as session:
+        row = session.get(ApiKey, key_id)
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return row
+
+
+def owner_of_key(key_hash: str) -> str | None:
+    """The owner (key id) of a live key with this hash."""
+    with session_scope() as session:
+        return session.scalar(
+            select(ApiKey.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )

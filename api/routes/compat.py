@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import polling
+from api.auth import OwnerDep
 from api.catalog import catalog
 from api.schemas import AgentExecute, AgentResult, ExecutionCreate
 from api.submit import submit
@@ -15,7 +16,7 @@ router = APIRouter(tags=["compatibility"])
 
 
 @router.post("/api/agent/execute")
-async def execute_agent(request: AgentExecute, response: Response) -> AgentResult:
+async def execute_agent(request: AgentExecute, response: Response, owner: OwnerDep) -> AgentResult:
     """Run `/command` on the plugin that owns it and wait (bounded) for the answer."""
     name = request.command.removeprefix("/")
     owners = [e for e in catalog.owners_of(name) if request.plugin in (None, e.plugin)]
@@ -31,8 +32,8 @@ async def execute_agent(request: AgentExecute, response: Response) -> AgentResul
         )
     entry = owners[0]
     item = ExecutionCreate(plugin=entry.plugin, command=entry.command, params=request.params)
-    (submitted,) = await run_in_threadpool(submit, [item])
-    row = await polling.wait_terminal(submitted.execution.id, settings.compat_wait_s)
+    (submitted,) = await run_in_threadpool(submit, [item], owner)
+    row = await polling.wait_terminal(submitted.execution.id, owner, settings.compat_wait_s)
     success = row.status is ExecutionStatus.SUCCEEDED
     if not row.status.terminal:
         response.status_code = 202

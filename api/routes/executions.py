@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import polling
+from api.auth import OwnerDep
 from api.schemas import (
     ExecutionBatchCreate,
     ExecutionBatchPublic,
@@ -26,10 +27,11 @@ router = APIRouter(prefix="/v1/executions", tags=["executions"])
 def create_execution(
     execution_in: ExecutionCreate,
     response: Response,
+    owner: OwnerDep,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> ExecutionPublic:
     """Queue an agent execution; an `Idempotency-Key` seen before returns its execution."""
-    (submitted,) = submit([execution_in], idempotency_key=idempotency_key)
+    (submitted,) = submit([execution_in], owner, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/executions/{submitted.execution.id}"
     if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -37,26 +39,30 @@ def create_execution(
 
 
 @router.post("/batch", status_code=202)
-def create_executions(batch_in: ExecutionBatchCreate) -> ExecutionBatchPublic:
+def create_executions(batch_in: ExecutionBatchCreate, owner: OwnerDep) -> ExecutionBatchPublic:
     """Queue up to 1,000 executions in one transaction; answers in request order."""
-    submitted = submit(batch_in.executions, batch=True)
+    submitted = submit(batch_in.executions, owner, batch=True)
     return ExecutionBatchPublic(executions=[ExecutionPublic.model_validate(s.execution) for s in submitted])
 
 
 @router.get("/{execution_id}")
 async def read_execution(
     execution_id: str,
+    owner: OwnerDep,
     wait: Annotated[
         float, Query(ge=0, le=settings.max_wait_s, description="Long-poll up to this many seconds.")
     ] = 0,
 ) -> ExecutionPublic:
     """Poll an execution; `?wait=S` returns as soon as it is terminal, or after S seconds."""
-    row = await (polling.wait_terminal(execution_id, wait) if wait else polling.read(execution_id))
+    row = await (
+        polling.wait_terminal(execution_id, owner, wait) if wait else polling.read(execution_id, owner)
+    )
     return ExecutionPublic.model_validate(row)
 
 
 @router.get("")
 def read_executions(
+    owner: OwnerDep,
     status: ExecutionStatus | None = None,
     plugin: Annotated[str | None, Query(max_length=64)] = None,
     schedule_id: Annotated[str | None, Query(max_length=26)] = None,
@@ -67,7 +73,7 @@ def read_executions(
 ) -> ExecutionsPublic:
     """List executions, newest first, filtered by status, plugin or schedule."""
     rows, next_cursor = store.list_executions(
-        status=status, plugin=plugin, schedule_id=schedule_id, limit=limit, cursor=cursor
+        owner, status=status, plugin=plugin, schedule_id=schedule_id, limit=limit, cursor=cursor
     )
     return ExecutionsPublic(
         executions=[ExecutionPublic.model_validate(r) for r in rows], next_cursor=next_cursor
@@ -75,7 +81,7 @@ def read_executions(
 
 
 @router.post("/{execution_id}/cancel")
-async def cancel_execution(execution_id: str) -> ExecutionPublic:
+async def cancel_execution(execution_id: str, owner: OwnerDep) -> ExecutionPublic:
     """Cancel a queued or running execution: a queued one never starts, a running one is stopped."""
-    row = await run_in_threadpool(store.cancel_execution, execution_id)
+    row = await run_in_threadpool(store.cancel_execution, execution_id, owner)
     return ExecutionPublic.model_validate(row)

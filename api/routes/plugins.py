@@ -2,12 +2,13 @@
 
 from itertools import groupby
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from api.auth import authenticate
 from api.catalog import catalog
 from api.schemas import CommandPublic, PluginPublic, PluginsPublic
 
-router = APIRouter(prefix="/v1/plugins", tags=["plugins"])
+router = APIRouter(prefix="/v1/plugins", tags=["plugins"], dependencies=[Depends(authenticate)])
 
 
 @router.get("")

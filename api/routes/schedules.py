@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import OwnerDep
 from api.catalog import catalog
 from api.schemas import ExecutionPublic, ScheduleCreate, SchedulePublic, SchedulesPublic, ScheduleUpdate
 from core import schedules, store
@@ -48,10 +49,11 @@ def _next_run_at(schedule: Schedule) -> Any:
 
 
 @router.post("", status_code=201)
-def create_schedule(schedule_in: ScheduleCreate, response: Response) -> SchedulePublic:
+def create_schedule(schedule_in: ScheduleCreate, response: Response, owner: OwnerDep) -> SchedulePublic:
     """Create a periodic agent; it fires from its next slot on."""
+    now = utcnow()
     schedule = Schedule(
-        id=store.new_id(), **schedule_in.model_dump(), created_at=utcnow(), updated_at=utcnow()
+        id=store.new_id(), owner=owner, **schedule_in.model_dump(), created_at=now, updated_at=now
     )
     _check(schedule)
     schedule.next_run_at = _next_run_at(schedule)
@@ -62,46 +64,47 @@ def create_schedule(schedule_in: ScheduleCreate, response: Response) -> Schedule
 
 @router.get("")
 def read_schedules(
+    owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=26)] = None,
 ) -> SchedulesPublic:
     """List schedules, newest first."""
-    rows, next_cursor = store.list_schedules(limit=limit, cursor=cursor)
+    rows, next_cursor = store.list_schedules(owner, limit=limit, cursor=cursor)
     return SchedulesPublic(schedules=[_public(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{schedule_id}")
-def read_schedule(schedule_id: str) -> SchedulePublic:
+def read_schedule(schedule_id: str, owner: OwnerDep) -> SchedulePublic:
     """A schedule with its next 5 fire times."""
-    return _public(store.get_schedule(schedule_id))
+    return _public(store.get_schedule(schedule_id, owner))
 
 
 @router.patch("/{schedule_id}")
-def update_schedule(schedule_id: str, schedule_in: ScheduleUpdate) -> SchedulePublic:
+def update_schedule(schedule_id: str, schedule_in: ScheduleUpdate, owner: OwnerDep) -> SchedulePublic:
     """Change a schedule; beat picks the change up on its next tick."""
     changes = schedule_in.model_dump(exclude_unset=True)
     if changes.get("cron") is not None and "interval_s" not in changes:
         changes["interval_s"] = None  # switching to cron
     if changes.get("interval_s") is not None and "cron" not in changes:
         changes["cron"] = None
-    current = store.get_schedule(schedule_id)
+    current = store.get_schedule(schedule_id, owner)
     merged = Schedule(**{c.key: getattr(current, c.key) for c in Schedule.__table__.columns} | changes)
     _check(merged)
     changes["queue"] = merged.queue
     if TIMING & changes.keys():
         changes["next_run_at"] = _next_run_at(merged)
-    return _public(store.update_schedule(schedule_id, changes))
+    return _public(store.update_schedule(schedule_id, owner, changes))
 
 
 @router.delete("/{schedule_id}", status_code=204)
-def delete_schedule(schedule_id: str) -> None:
+def delete_schedule(schedule_id: str, owner: OwnerDep) -> None:
     """Delete a schedule; executions it created stay."""
-    store.delete_schedule(schedule_id)
+    store.delete_schedule(schedule_id, owner)
 
 
 @router.post("/{schedule_id}/run", status_code=202)
-async def run_schedule(schedule_id: str, response: Response) -> ExecutionPublic:
+async def run_schedule(schedule_id: str, response: Response, owner: OwnerDep) -> ExecutionPublic:
     """Fire a schedule now, outside its timing."""
-    execution = await run_in_threadpool(lambda: schedules.run_now(store.get_schedule(schedule_id)))
+    execution = await run_in_threadpool(lambda: schedules.run_now(store.get_schedule(schedule_id, owner)))
     response.headers["Location"] = f"/v1/executions/{execution.id}"
     return ExecutionPublic.model_validate(execution)

@@ -50,12 +50,13 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("timeout_s", sa.Double(), nullable=False),
         sa.Column("schedule_id", sa.String(26), nullable=True),
-        sa.Column("idempotency_key", sa.String(255), nullable=True, unique=True),
+        sa.Column("idempotency_key", sa.String(255), nullable=True),
         sa.Column("worker", sa.String(255), nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("started_at", UTC_DATETIME, nullable=True),
         sa.Column("finished_at", UTC_DATETIME, nullable=True),
         sa.Column("lease_expires_at", UTC_DATETIME, nullable=True),
+        sa.UniqueConstraint("idempotency_key", name="uq_executions_idempotency_key"),
         **MYSQL_TABLE,
     )
     op.create_index("ix_executions_status_id", "executions", ["status", "id"])

@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "schedules",
         sa.Column("id", sa.String(26), primary_key=True),
-        sa.Column("name", sa.String(128), nullable=False, unique=True),
+        sa.Column("name", sa.String(128), nullable=False),
         sa.Column("plugin", sa.String(64), nullable=False),
         sa.Column("command", sa.String(64), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("last_run_at", UTC_DATETIME, nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),
+        sa.UniqueConstraint("name", name="uq_schedules_name"),
         **MYSQL_TABLE,
     )
     op.create_index("ix_schedules_enabled_next_run_at", "schedules", ["enabled", "next_run_at"])

@@ -26,6 +26,12 @@ from tests.integration.processes import (
     wait_until,
 )
 
+ADMIN_KEY = "test-admin-key"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
 
 def unavailable(message: str) -> None:
     if SERVICES_REQUIRED:
@@ -130,12 +136,14 @@ def stack(database: str, outside: str, tmp_path_factory: pytest.TempPathFactory)
             "AGENTQ_LLM_API_KEY": "test-llm-key",
             "AGENTQ_RETRY_BACKOFF_S": "0.2",
             "AGENTQ_CATALOG_TTL_S": "0.5",
+            "AGENTQ_ADMIN_API_KEY": ADMIN_KEY,
+            "AGENTQ_KEY_CACHE_S": "1",
         }
     )
     port = free_port()
     worker = start_worker(env, log_dir, "w1")
     api = start_api(env, log_dir, port)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90, headers=bearer(ADMIN_KEY))
     built = Stack(f"http://127.0.0.1:{port}", env, log_dir, api, worker, client)
     try:
         wait_until(

@@ -41,7 +41,7 @@ def test_submit_echo_then_poll_returns_result(stack: Stack) -> None:
 def test_same_message_published_twice_runs_plugin_once(stack: Stack, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     created = stack.submit("counter", "hit", {"path": str(runs), "sleep_s": 1})
-    row = store.get_execution(created["id"])
+    row = store.get_execution(created["id"], "admin")
     # A duplicate publish while the first delivery runs, and another after it finished.
     queue.enqueue([row])
     done = stack.wait(created["id"])

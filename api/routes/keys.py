@@ -1,0 +1,31 @@
+"""``/v1/keys``: API keys, managed with the admin key."""
+
+from fastapi import APIRouter, Response
+
+from api.auth import AdminDep
+from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
+from core import keys, store
+from core.errors import NotFound
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+@router.post("", status_code=201)
+def create_key(key_in: ApiKeyCreate, response: Response, _: AdminDep) -> ApiKeyCreated:
+    """Create a key; its secret is in this answer only."""
+    key, secret = keys.create(key_in.name)
+    response.headers["Location"] = f"/v1/keys/{key.id}"
+    return ApiKeyCreated(**ApiKeyPublic.model_validate(key).model_dump(), key=secret)
+
+
+@router.get("")
+def read_keys(_: AdminDep) -> ApiKeysPublic:
+    """Every key, revoked ones included; never their secrets."""
+    return ApiKeysPublic(keys=[ApiKeyPublic.model_validate(k) for k in store.list_api_keys()])
+
+
+@router.delete("/{key_id}", status_code=204)
+def revoke_key(key_id: str, _: AdminDep) -> None:
+    """Revoke a key; it stops working within AGENTQ_KEY_CACHE_S."""
+    if store.revoke_api_key(key_id) is None:
+        raise NotFound(f"No API key with id {key_id!r}.")
