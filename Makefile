@@ -27,7 +27,7 @@ integration: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api workers tasks beat_schedule.py
+	$(BIN)/mypy agentq core api workers tasks beat_schedule.py
 
 lock:
 	$(BIN)/pip freeze --exclude-editable > requirements.txt

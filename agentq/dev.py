@@ -6,8 +6,10 @@ Flower. Each child runs in its own process group, so Ctrl-C at the terminal reac
 this process, which then stops the children in order: the services first, Redis last.
 """
 
+import fcntl
 import importlib.util
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -146,10 +148,9 @@ def configured(name: str) -> str | None:
     return os.environ.get(name) or dotenv_values(".env").get(name) or None
 
 
-def curl_examples(api_url: str, api_key: str | None = None) -> str:
+def curl_examples(api_url: str, api_key: str) -> str:
     """Copy-pasteable requests: submit an echo execution, then long-poll it."""
-    # With API keys, every request carries the key; pass it and the examples do too.
-    auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
+    auth = f" -H 'Authorization: Bearer {api_key}'"
     body = '{"plugin":"echo","command":"echo","params":{"hello":"world"}}'
     return (
         f"  curl -s -X POST {api_url}/v1/executions{auth} -H 'Content-Type: application/json' -d '{body}'\n"
@@ -168,9 +169,11 @@ class DevStack:
         self.flower_url = f"http://{HOST}:{settings.flower_port}"
         # An explicitly configured broker is used as it is; otherwise Redis is embedded.
         self.broker_url = configured("AGENTQ_BROKER_URL") or ""
+        self.admin_api_key = settings.admin_api_key
         self.children: list[Child] = []
         self._stop = threading.Event()
         self._signals = 0
+        self._lock_fd: int | None = None
 
     def run(self) -> int:
         """Start everything, run until a signal or a failure, stop everything; the exit code."""
@@ -191,9 +194,13 @@ class DevStack:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the lock
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
+        if not self.admin_api_key:
+            self.admin_api_key = self._dev_admin_key()
         if not self.broker_url:
             self._start_redis()
         else:
@@ -217,7 +224,7 @@ class DevStack:
 
         if not self._wait_for(lambda: self._answers("/healthz"), API_START_S):
             raise DevError(f"the API did not answer /healthz within {API_START_S:.0f} s; stopping")
-        # Ready includes a live worker that has published its plugins, so the example works at once.
+        # Readiness too, so that the example in the banner is accepted at once.
         if not self._wait_for(lambda: self._answers("/readyz"), READY_S):
             self.say(f"{self.api_url}/readyz does not answer 200 yet; submissions may be refused for now")
 
@@ -230,6 +237,7 @@ class DevStack:
             AGENTQ_BROKER_URL=self.broker_url,
             AGENTQ_API_PORT=str(self.settings.api_port),
             AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
+            AGENTQ_ADMIN_API_KEY=self.admin_api_key,
             # Children write into pipes; unbuffered, their lines show up as they happen.
             PYTHONUNBUFFERED="1",
         )
@@ -246,8 +254,9 @@ class DevStack:
             f"  Broker  {self.broker_url}\n"
             f"  DB      {self.settings.database_url}\n"
             f"  Data    {self.data_dir}\n"
+            f"  Key     {self.admin_api_key}  (admin)\n"
             "\nSubmit an execution, then wait up to 10 s for its result:\n"
-            f"{curl_examples(self.api_url)}\n"
+            f"{curl_examples(self.api_url, self.admin_api_key)}\n"
         )
 
     def stop(self) -> None:
@@ -276,6 +285,25 @@ class DevStack:
 
     def say(self, text: str) -> None:
         self.out.line("agentq", text)
+
+    def _lock_data_dir(self) -> None:
+        # Two stacks on one directory would share Redis's append-only file and the database.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.data_dir / "dev.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DevError(f"another agentq dev is running on {self.data_dir}") from None
+
+    def _dev_admin_key(self) -> str:
+        """The admin key of this data directory, made on first use and kept, like the database."""
+        path = self.data_dir / "admin-api-key"
+        if not path.exists():
+            # Owner-only: the file is a credential.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(f"aq_{secrets.token_urlsafe(32)}\n")
+        return path.read_text().strip()
 
     def _start_redis(self) -> None:
         port = free_port()

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The longest timeout a client may ask for; the broker's visibility timeout must exceed it.
@@ -21,7 +21,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    flower_port: int = 5555
+    flower_port: int = Field(5555, validation_alias=AliasChoices("AGENTQ_FLOWER_PORT", "FLOWER_PORT"))
     admin_api_key: str = ""
 
     default_queue: str = "agentq"

@@ -5,6 +5,7 @@ on the embedded Redis and SQLite, so it needs no services.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -148,6 +149,13 @@ def _ready(dev: Dev) -> bool:
     return f"{dev.api_url}/docs" in out and dev.flower_url in out
 
 
+def _api_key(dev: Dev) -> str:
+    """The key from the printed curl example, so the test uses what a user would paste."""
+    found = re.search(r"Authorization: Bearer ([^']+)'", dev.output())
+    assert found, dev.tail()
+    return found.group(1)
+
+
 def _answers(url: str, text: str = "") -> bool:
     try:
         response = httpx.get(url, timeout=2, trust_env=False)
@@ -184,10 +192,11 @@ def test_dev_runs_an_execution_and_stops_on_sigterm(start_dev: Callable[..., Dev
     dev = start_dev()
     assert dev.wait_for(lambda: _ready(dev), START_S), dev.tail()
     assert "curl -s -X POST" in dev.output()
+    auth = {"Authorization": f"Bearer {_api_key(dev)}"}
 
     # When an echo execution is submitted over HTTP
     params = {"hello": "world", "n": [1, 2, 3]}
-    with httpx.Client(base_url=dev.api_url, timeout=30, trust_env=False) as client:
+    with httpx.Client(base_url=dev.api_url, headers=auth, timeout=30, trust_env=False) as client:
         submitted = _submit(client, {"plugin": "echo", "command": "echo", "params": params})
         execution = _wait_terminal(client, submitted["id"])
 
