@@ -18,7 +18,8 @@ AgentqError
  │    ├── UnknownPlugin
  │    └── UnknownCommand
  ├── Unavailable               (a dependency is down; try again)
- │    └── BrokerUnavailable
+ │    ├── BrokerUnavailable
+ │    └── DatabaseUnavailable
  └── PluginError               (raised by plugins while they run)
       ├── RetryLater           (retry this attempt after ``delay_s``)
       └── PermanentError       (never retry)
@@ -111,7 +112,13 @@ class Unavailable(AgentqError):
 
 
 class BrokerUnavailable(Unavailable):
-    published: list[str] = []  # what went out before the broker failed
+    def __init__(self, detail: str, published: list[str]) -> None:
+        super().__init__(detail)
+        self.published = published  # what went out before the broker failed
+
+
+class DatabaseUnavailable(Unavailable):
+    pass
 
 
 class PluginError(AgentqError):

@@ -68,6 +68,8 @@ def enqueue(executions: Iterable[Execution]) -> list[str]:
     """Publish executions over one producer connection; returns the ids published.
 
     The id doubles as the Celery task id and the only argument, so Flower shows it.
+    The message's retry count is the attempts the row has made: the claim expects it,
+    so a republished (reaped, handed-back) execution runs its next attempt exactly once.
     On a broker failure the ids published so far are attached to the error.
     """
     published: list[str] = []
@@ -81,12 +83,11 @@ def enqueue(executions: Iterable[Execution]) -> list[str]:
                     queue=execution.queue,
                     priority=broker_priority(execution.priority),
                     producer=producer,
+                    retries=execution.attempts,
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
                 )
                 published.append(execution.id)
     except (KombuOperationalError, ConnectionError, OSError) as exc:
-        error = BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.")
-        error.published = published
-        raise error from exc
+        raise BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.", published) from exc
     return published

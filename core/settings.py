@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # the row is finished anyway after this grace period.
     stop_grace_s: Annotated[float, Field(ge=0)] = 2.0
     max_result_bytes: int = 16 * 1024 * 1024
+    # A worker keeps retrying database writes this long through an outage before it
+    # hands the message back (claim) or leaves the run to the reaper (finish).
+    db_retry_s: Annotated[float, Field(ge=0)] = 300.0
+    # On SIGTERM, running executions get this long to finish; the rest are handed back.
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 25.0
     max_wait_s: float = 60.0
     compat_wait_s: float = 30.0
     catalog_ttl_s: float = 2.0

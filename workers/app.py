@@ -7,7 +7,7 @@ plugin catalog so the API can validate submissions without plugin code.
 import logging
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 import tasks.executions  # noqa: F401  (registers the tasks)
 import tasks.maintenance  # noqa: F401
@@ -15,7 +15,7 @@ from beat_schedule import beat_schedule
 from core import store
 from core.queue import app
 from core.settings import settings
-from workers.process import registry, runtime, shutdown
+from workers.process import drain, registry, runtime, shutdown
 
 # A thread pool: sync commands run on its threads; async commands share one event loop
 # per process (see workers/runtime.py), so one process holds many I/O-bound executions.
@@ -34,6 +34,11 @@ def publish_catalog(**_: Any) -> None:
     store.publish_catalog(entries)
     runtime()  # start the loop before the first message
     log.info("published %d plugin commands", len(entries))
+
+
+@worker_shutting_down.connect
+def hand_back_after_grace(**_: Any) -> None:
+    drain()
 
 
 @worker_shutdown.connect

@@ -21,6 +21,12 @@ def runtime() -> Runtime:
     return _runtime[1]
 
 
+def drain() -> None:
+    """Warm shutdown began: give running executions the grace period, then hand them back."""
+    if _runtime is not None and _runtime[0] == os.getpid():
+        _runtime[1].drain()
+
+
 def shutdown() -> None:
     """Stop this process's runtime, if it started one."""
     if _runtime is not None and _runtime[0] == os.getpid():

@@ -5,10 +5,14 @@ worker process holds many I/O-bound executions at once; sync commands run on the
 Celery pool thread that delivered them. The loop also drives the timers (timeouts),
 the heartbeat (lease renewal, cancellation checks) and progress flushing.
 
-Stopping a command (timeout or cancel) is cooperative first (``ctx.cancelled``,
+Stopping a command (timeout, cancel, shutdown) is cooperative first (``ctx.cancelled``,
 ``ctx.sleep``), then forced: an async command's task is cancelled; a sync command gets
 ``Interrupted`` raised in its thread between two bytecodes. A thread stuck in C code
 cannot be interrupted; its row is finished anyway after ``stop_grace_s``.
+
+Database writes ride out an outage: they are retried for ``db_retry_s``. A claim that
+still fails hands the message back to the broker; an outcome that cannot be written is
+left to the lease, so the reaper runs the execution again.
 """
 
 import asyncio
@@ -23,19 +27,22 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from core import notify, store
-from core.errors import AgentqError, PluginError, RetryLater
+from core import notify, queue, store
+from core.errors import AgentqError, BrokerUnavailable, DatabaseUnavailable, PluginError, RetryLater
 from core.models import Execution, ExecutionStatus, utcnow
 from core.settings import settings
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
 
 S = ExecutionStatus
+T = TypeVar("T")
 log = logging.getLogger("agentq.runtime")
+HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a run ends
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,21 @@ def backoff_s(attempt: int) -> float:
     """Exponential backoff with equal jitter: half fixed, half random."""
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2.0 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a store function, retrying through a database outage for ``db_retry_s``."""
+    deadline = time.monotonic() + settings.db_retry_s
+    delay_s = 0.2
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay_s > deadline:
+                raise DatabaseUnavailable(f"The database stayed unreachable: {exc}") from exc
+            log.warning("database unreachable, retrying %s in %.1fs: %s", fn.__name__, delay_s, exc)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
 
 
 def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -154,8 +176,11 @@ class Runtime:
     # -- one attempt ---------------------------------------------------------------
 
     def execute(self, execution_id: str, attempt: int) -> Outcome:
-        """Claim the execution for ``attempt`` (0-based) and run it to an outcome."""
-        row = store.claim(execution_id, attempt, self.worker, settings.lease_s)
+        """Claim the execution for ``attempt`` (0-based) and run it to an outcome.
+
+        Raises ``DatabaseUnavailable`` when the claim cannot reach the database.
+        """
+        row = with_db_retry(store.claim, execution_id, attempt, self.worker, settings.lease_s)
         if row is None:
             log.info("skip %s: already claimed or finished", execution_id)
             return Outcome(None)
@@ -193,6 +218,8 @@ class Runtime:
             return S.SUCCEEDED, value, None
         except Interrupted:
             reason = run.stop_reason or "cancelled"
+            if reason == HAND_BACK:
+                return S.RETRYING, None, None
             return (S.TIMED_OUT if reason == "timed_out" else S.CANCELLED), None, None
         except Exception as exc:  # a plugin's failure is the execution's outcome
             return S.FAILED, None, exc
@@ -232,6 +259,8 @@ class Runtime:
         if status is S.CANCELLED:
             # The row was changed by whoever cancelled it (or reclaimed it); nothing to write.
             return Outcome(S.CANCELLED)
+        if status is S.RETRYING and exc is None:
+            return self._hand_back(run, progress)
         assert exc is not None
         message = exc.detail if isinstance(exc, AgentqError) else str(exc) or type(exc).__name__
         if isinstance(exc, ValidationError):
@@ -241,12 +270,8 @@ class Runtime:
             error = {"type": type(exc).__name__, "message": message, "retry_in_s": round(delay, 3)}
             # Keep a lease past the retry's due time: if that message is lost, the reaper resends it.
             lease = utcnow() + timedelta(seconds=delay + settings.queued_lease_s)
-            if store.finish(
-                row.id, run.number, S.RETRYING, error=error, progress=progress, lease_expires_at=lease
-            ):
-                notify.publish(row.id, S.RETRYING)
-                return Outcome(S.RETRYING, retry_in_s=delay)
-            return Outcome(None)
+            outcome = self._finish(run, S.RETRYING, error=error, progress=progress, lease_expires_at=lease)
+            return Outcome(S.RETRYING, retry_in_s=delay) if outcome.status else outcome
         kind = type(exc).__name__ if isinstance(exc, PluginError | ValidationError) else "PluginCrashed"
         if not isinstance(exc, PluginError | ValidationError):
             log.exception("plugin %s/%s raised", row.plugin, row.command, exc_info=exc)
@@ -256,12 +281,40 @@ class Runtime:
     def _fail(self, run: Attempt, kind: str, message: str, progress: dict[str, Any] | None) -> Outcome:
         return self._finish(run, S.FAILED, error={"type": kind, "message": message}, progress=progress)
 
+    def _hand_back(self, run: Attempt, progress: dict[str, Any] | None) -> Outcome:
+        """The worker is stopping: give the run back so another worker starts it again."""
+        error = {"type": "handed_back", "message": "The worker shut down during this run; it runs again."}
+        lease = utcnow() + timedelta(seconds=settings.queued_lease_s)
+        outcome = self._finish(run, S.RETRYING, error=error, progress=progress, lease_expires_at=lease)
+        if outcome.status:
+            try:
+                queue.enqueue([run.row])  # its attempts are the retry count the claim expects
+            except BrokerUnavailable as exc:
+                log.warning("cannot hand %s back now, the reaper will: %s", run.id, exc)
+        return outcome
+
     def _finish(self, run: Attempt, status: ExecutionStatus, **values: Any) -> Outcome:
         run.recorded = True
-        if store.finish(run.id, run.number, status, **values):
+        try:
+            written = with_db_retry(store.finish, run.id, run.number, status, **values)
+        except DatabaseUnavailable as exc:
+            log.error("outcome of %s not written, its lease will run it again: %s", run.id, exc)
+            return Outcome(None)
+        if written:
             notify.publish(run.id, status)
             return Outcome(status)
         return Outcome(None)
+
+    def drain(self) -> None:
+        """The worker is shutting down: runs still going after the grace period are handed back."""
+        log.info(
+            "draining: %d running, handing back after %gs", len(self._running), settings.shutdown_grace_s
+        )
+        self.loop.call_soon_threadsafe(self.loop.call_later, settings.shutdown_grace_s, self._hand_back_all)
+
+    def _hand_back_all(self) -> None:
+        for run in list(self._running.values()):
+            run.interrupt(HAND_BACK)
 
     # -- timers and heartbeat ------------------------------------------------------
 
@@ -292,12 +345,13 @@ class Runtime:
             for execution_id, _ in dirty:
                 notify.publish(execution_id, "progress")
         now = time.monotonic()
+        # Renew every third of a lease, and at once after a failed beat (a database outage).
         renew = now - self._last_renewal >= settings.lease_s / 3
-        if renew:
-            self._last_renewal = now
         stopped = store.heartbeat(
             {r.id: r.number for r in runs.values()}, settings.lease_s if renew else None
         )
+        if renew:
+            self._last_renewal = now
         for execution_id in stopped:
             runs[execution_id].interrupt("cancelled")
         self._finish_stuck(runs)
