@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test unit integration lint lock clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-worker.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
@@ -27,10 +27,15 @@ integration: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agentq core api workers tasks beat_schedule.py
+	$(BIN)/mypy agentq core api workers tasks beat_schedule.py gunicorn.conf.py
 
+# Pins what is installed into requirements.txt, except the packages that
+# requirements-worker.txt and requirements-dev.txt pin (kept there by hand).
 lock:
-	$(BIN)/pip freeze --exclude-editable > requirements.txt
+	{ grep '^#' requirements.txt; $(BIN)/pip freeze --exclude-editable \
+	  | grep -viE "^($$(sed -n 's/==.*//p' requirements-worker.txt requirements-dev.txt | paste -sd'|' -))=="; } \
+	  > requirements.txt.new
+	mv requirements.txt.new requirements.txt
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

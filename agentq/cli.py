@@ -2,14 +2,21 @@
 
 Each command imports its implementation when it runs, so ``agentq --help`` stays fast and
 works even when the settings are invalid. Groups of commands (``keys``, ...) join as
-sub-apps: ``app.add_typer(keys_app, name="keys")``.
+sub-apps: ``app.add_typer(keys_app, name="keys")``. ``dev`` and ``migrate`` run agentq
+itself; the commands from ``agentq.remote`` talk to a running agentq over HTTP.
 """
 
 import typer
 
+from agentq import remote
+
 app = typer.Typer(
     name="agentq",
     help="Distributed task-queue workers for AI agent executions.",
+    epilog=(
+        "Client commands talk to AGENTQ_URL (default http://127.0.0.1:8000) with AGENTQ_API_KEY. "
+        "Exit codes: 0 succeeded, 1 failed, 2 usage, 3 timed out, 4 cancelled, 5 API error, 6 unreachable."
+    ),
     no_args_is_help=True,
     add_completion=False,
     # Plain tracebacks: rich's boxed ones with every SQLAlchemy frame bury the message.
@@ -38,6 +45,9 @@ def migrate(
     from agentq.migrate import upgrade
 
     upgrade(revision)
+
+
+remote.register(app)
 
 
 def main() -> None:

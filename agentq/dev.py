@@ -57,7 +57,8 @@ class Output:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
-        self._color = self._stream.isatty() and "NO_COLOR" not in os.environ
+        self.tty = self._stream.isatty()
+        self._color = self.tty and "NO_COLOR" not in os.environ
 
     def line(self, name: str, text: str) -> None:
         prefix = f"{name:<{self.WIDTH}}|"
@@ -170,6 +171,7 @@ class DevStack:
         # An explicitly configured broker is used as it is; otherwise Redis is embedded.
         self.broker_url = configured("AGENTQ_BROKER_URL") or ""
         self.admin_api_key = settings.admin_api_key
+        self.flower_auth = configured("FLOWER_BASIC_AUTH") or ""
         self.children: list[Child] = []
         self._stop = threading.Event()
         self._signals = 0
@@ -201,6 +203,8 @@ class DevStack:
         self._lock_data_dir()
         if not self.admin_api_key:
             self.admin_api_key = self._dev_admin_key()
+        if not self.flower_auth:
+            self.flower_auth = self._dev_flower_auth()
         if not self.broker_url:
             self._start_redis()
         else:
@@ -238,11 +242,15 @@ class DevStack:
             AGENTQ_API_PORT=str(self.settings.api_port),
             AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
             AGENTQ_ADMIN_API_KEY=self.admin_api_key,
+            FLOWER_BASIC_AUTH=self.flower_auth,
             # Children write into pipes; unbuffered, their lines show up as they happen.
             PYTHONUNBUFFERED="1",
         )
         if configured("AGENTQ_OUTBOUND_ALLOW_PRIVATE") is None:
             env["AGENTQ_OUTBOUND_ALLOW_PRIVATE"] = "1"  # plugins may call local services
+        if configured("AGENTQ_LOG_FORMAT") is None and self.out.tty:
+            # The children write into pipes, so they would pick JSON; a person reads these.
+            env["AGENTQ_LOG_FORMAT"] = "text"
         return env
 
     def banner(self) -> str:
@@ -250,7 +258,7 @@ class DevStack:
             "\nagentq is running; Ctrl-C stops it.\n"
             f"  API     {self.api_url}\n"
             f"  Docs    {self.api_url}/docs\n"
-            f"  Flower  {self.flower_url}\n"
+            f"  Flower  {self.flower_url}  (login {self.flower_auth.split(',')[0].replace(':', ' / ', 1)})\n"
             f"  Broker  {self.broker_url}\n"
             f"  DB      {self.settings.database_url}\n"
             f"  Data    {self.data_dir}\n"
@@ -294,6 +302,15 @@ class DevStack:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DevError(f"another agentq dev is running on {self.data_dir}") from None
+
+    def _dev_flower_auth(self) -> str:
+        """Flower's ``user:password`` for this data directory, made on first use and kept."""
+        path = self.data_dir / "flower-basic-auth"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(f"admin:{secrets.token_urlsafe(16)}\n")
+        return path.read_text().strip()
 
     def _dev_admin_key(self) -> str:
         """The admin key of this data directory, made on first use and kept, like the database."""

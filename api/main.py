@@ -7,13 +7,16 @@ from fastapi import FastAPI
 
 from api import problems
 from api.limits import BodyLimit
-from api.routes import compat, executions, health, keys, plugins, schedules
+from api.routes import compat, events, executions, health, keys, plugins, schedules
 from api.waiters import waiters
+from core import logs
 from core.settings import settings
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # gunicorn already set this up in its master (gunicorn.conf.py); plain uvicorn has not.
+    logs.configure()
     waiters.start(settings.redis_url)
     yield
     await waiters.stop()
@@ -28,7 +31,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit)
-    for module in (executions, schedules, plugins, keys, compat, health):
+    for module in (executions, events, schedules, plugins, keys, compat, health):
         app.include_router(module.router)
     return app
 

@@ -1,13 +1,18 @@
-"""Reading an execution, optionally waiting until it is terminal."""
+"""Reading an execution, optionally waiting until it is terminal, and following its events."""
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
 
 from starlette.concurrency import run_in_threadpool
 
 from api.waiters import waiters
 from core import store
-from core.models import Execution
+from core.models import TERMINAL, EventKind, Execution, ExecutionEvent
+from core.settings import settings
+
+EVENTS_PAGE = 500
 
 
 async def read(execution_id: str, owner: str) -> Execution:
@@ -30,3 +35,35 @@ async def wait_terminal(execution_id: str, owner: str, wait_s: float) -> Executi
             changed.clear()
             row = await read(execution_id, owner)
     return row
+
+
+def ends(event: ExecutionEvent) -> bool:
+    """The terminal status: always the last event of an execution."""
+    return event.kind is EventKind.STATUS and event.data.get("status") in TERMINAL
+
+
+async def follow(row: Execution, after_seq: int) -> AsyncIterator[ExecutionEvent]:
+    """The events of ``row`` numbered after ``after_seq``: those recorded, then each new one,
+    until the terminal status.
+
+    Reads the log once, then only its new part, and only when a notification says the
+    execution changed, or after ``events_recheck_s`` without one (in case one was lost):
+    a quiet stream costs one indexed read per recheck.
+    """
+    # Recorded before the row was read, the terminal status is at most its last_event_seq.
+    ended_by = row.last_event_seq if row.status.terminal else None
+    with waiters.watch(row.id) as changed:
+        while True:
+            changed.clear()  # before the read: a change during it wakes the next wait
+            events = await run_in_threadpool(store.read_events, row.id, after_seq, EVENTS_PAGE)
+            for event in events:
+                yield event
+                after_seq = event.seq
+                if ends(event):
+                    return
+            if len(events) == EVENTS_PAGE:
+                continue
+            if ended_by is not None and after_seq >= ended_by:
+                return  # resumed after the end, or terminal before the log existed
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), settings.events_recheck_s)

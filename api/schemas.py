@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.models import ExecutionStatus
+from core.models import EventKind, ExecutionStatus
 from core.settings import MAX_TIMEOUT_S, settings
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -45,7 +45,7 @@ class ExecutionCreate(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, description="Defaults to the server's.")
     max_retries: int | None = Field(None, ge=0, le=100, description="Retries after the first attempt.")
     idempotency_key: IdempotencyKey | None = Field(
-        None, description="Batch items only; a single submit takes the Idempotency-Key header."
+        None, description="Dedupes like the Idempotency-Key header (which wins when both are given)."
     )
 
 
@@ -94,6 +94,19 @@ class ExecutionPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class ExecutionEventPublic(BaseModel):
+    """An entry of an execution's event log; the SSE message's `data`, its `id` is `seq`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int = Field(description="1, 2, 3, … per execution; resume after it with `Last-Event-ID`.")
+    at: datetime
+    kind: EventKind = Field(description="`status`, `progress` or `log`; also the SSE `event` name.")
+    data: dict[str, Any] = Field(
+        description="`{status, attempt, worker, error}`, `{percent, message}` or `{level, message}`."
+    )
 
 
 class ExecutionsPublic(BaseModel):

@@ -8,10 +8,11 @@ are marked due at once, and the reaper publishes them as soon as the broker is b
 import logging
 from collections.abc import Sequence
 
+from api import metrics
 from api.catalog import catalog
 from api.schemas import ExecutionCreate
 from core import queue, store
-from core.errors import BrokerUnavailable
+from core.errors import BrokerUnavailable, InvalidRequest
 from core.models import Execution, utcnow
 from core.settings import settings
 
@@ -23,10 +24,14 @@ def submit(
 ) -> list[store.Submitted]:
     specs = []
     for index, item in enumerate(items):
-        entry = catalog.resolve(item.plugin, item.command)
-        catalog.validate(
-            entry, item.params, ("body", "executions", index, "params") if batch else ("body", "params")
-        )
+        try:
+            entry = catalog.resolve(item.plugin, item.command)
+            catalog.validate(
+                entry, item.params, ("body", "executions", index, "params") if batch else ("body", "params")
+            )
+        except InvalidRequest:
+            metrics.count_rejected([i.plugin for i in items])
+            raise
         specs.append(
             store.NewExecution(
                 plugin=item.plugin,
@@ -42,11 +47,14 @@ def submit(
         )
     submitted = store.create_executions(specs)
     fresh: list[Execution] = [s.execution for s in submitted if s.created]
+    deferred: set[str] = set()
     if fresh:
         try:
             queue.enqueue(fresh)
         except BrokerUnavailable as exc:
             published = set(exc.published)
+            deferred = {e.id for e in fresh} - published
             store.lease_unclaimed((e.id for e in fresh if e.id not in published), utcnow())
             log.warning("accepted %d executions for later publishing: %s", len(fresh) - len(published), exc)
+    metrics.count_submissions(submitted, deferred)
     return submitted

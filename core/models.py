@@ -56,6 +56,13 @@ TERMINAL = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.CANCELLED}
 )
 
+
+class EventKind(enum.StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+    LOG = "log"
+
+
 ulid = Annotated[str, 26]
 str16 = Annotated[str, 16]
 str64 = Annotated[str, 64]
@@ -76,6 +83,9 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON(),
         ExecutionStatus: Enum(
             ExecutionStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+        EventKind: Enum(
+            EventKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
         ),
     }
 
@@ -105,6 +115,10 @@ class Execution(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     lease_expires_at: Mapped[datetime | None]
+    # The seq of its newest event. Whoever records events raises it in the same UPDATE
+    # that changes the row, so the numbers are gap-free and ordered however many write.
+    last_event_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    log_lines: Mapped[int] = mapped_column(default=0, server_default="0")  # recorded so far, for the cap
 
     __table_args__ = (
         Index("ix_executions_owner_id", "owner", "id"),
@@ -116,6 +130,21 @@ class Execution(Base):
         # Exactly one execution per schedule slot, however many beats try.
         UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
     )
+
+
+class ExecutionEvent(Base):
+    """One entry of an execution's event log: a status change, a progress update or a log line.
+
+    ``seq`` counts from 1 per execution; the terminal status is always the last entry.
+    """
+
+    __tablename__ = "execution_events"
+
+    execution_id: Mapped[ulid] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    kind: Mapped[EventKind]
+    data: Mapped[json_doc]
 
 
 class Schedule(Base):

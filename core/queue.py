@@ -36,6 +36,8 @@ def celery_config() -> dict[str, Any]:
         "broker_transport_options": {
             # Longer than any timeout_s, or a long run would be delivered to a second worker.
             "visibility_timeout": settings.broker_visibility_timeout_s,
+            "unacked_restore_interval": settings.broker_restore_sweep_s,
+            "unacked_restore_throttle": 1,
             "priority_steps": list(range(PRIORITY_LEVELS)),
             "sep": ":",
             "queue_order_strategy": "priority",

@@ -1,7 +1,7 @@
 """One settings object for every agentq process, read from ``AGENTQ_*`` variables."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     retry_backoff_max_s: Annotated[float, Field(gt=0)] = 300.0
     lease_s: Annotated[float, Field(gt=0)] = 30.0
     heartbeat_s: Annotated[float, Field(gt=0)] = 0.5
+    # Longer than any run, so Redis rarely redelivers a live one; when it does, the
+    # run's lease makes the claim skip the duplicate.
     broker_visibility_timeout_s: Annotated[float, Field(gt=0)] = MAX_TIMEOUT_S + 600
+    # How often a worker sweeps Redis for unacked messages past the visibility timeout.
+    broker_restore_sweep_s: Annotated[float, Field(gt=0)] = 60.0
     # A sync plugin that ignores cancellation is interrupted; if it is stuck in C code,
     # the row is finished anyway after this grace period.
     stop_grace_s: Annotated[float, Field(ge=0)] = 2.0
@@ -43,6 +47,13 @@ class Settings(BaseSettings):
     # On SIGTERM, running executions get this long to finish; the rest are handed back.
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 25.0
     max_wait_s: float = 60.0
+    # Event streams: a heartbeat comment this often keeps proxies from closing an idle
+    # one; a stream re-reads its log this often even without a notification.
+    events_heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
+    events_recheck_s: Annotated[float, Field(gt=0)] = 30.0
+    # A plugin's log lines recorded per execution, and the longest one kept.
+    max_log_lines: Annotated[int, Field(ge=0)] = 1000
+    max_log_line_chars: Annotated[int, Field(ge=80)] = 2000
     compat_wait_s: float = 30.0
     catalog_ttl_s: float = 2.0
     retention_days: Annotated[int, Field(ge=1)] = 30
@@ -85,12 +96,31 @@ class Settings(BaseSettings):
             self.broker_url = "redis://127.0.0.1:6379/0"
         if not self.redis_url and self.broker_url.startswith(("redis://", "rediss://")):
             self.redis_url = self.broker_url
-        if self.broker_visibility_timeout_s <= MAX_TIMEOUT_S:
-            raise ValueError(
-                f"AGENTQ_BROKER_VISIBILITY_TIMEOUT_S must exceed the longest timeout_s "
-                f"({MAX_TIMEOUT_S}), or long runs would be redelivered while they run"
-            )
         return self
+
+    # -- operations: logs, readiness, the API server, worker memory ----------------
+    # `json` or `text`; empty: text when stderr is a terminal, JSON otherwise.
+    log_format: Literal["", "json", "text"] = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # /readyz answers from a cache this old at most; a live worker answers a ping within
+    # ready_ping_timeout_s.
+    ready_cache_s: Annotated[float, Field(ge=0)] = 2.0
+    ready_ping_timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    # gunicorn (gunicorn.conf.py): processes, recycling after max_requests (+ jitter; 0
+    # never), and how long a stopping process may finish its requests (long-polls last
+    # up to max_wait_s).
+    api_workers: Annotated[int, Field(ge=1, le=256)] = 2
+    api_max_requests: Annotated[int, Field(ge=0)] = 10000
+    api_max_requests_jitter: Annotated[int, Field(ge=0)] = 1000
+    api_graceful_timeout_s: Annotated[float, Field(gt=0)] = 65.0
+    # A worker whose resident memory exceeds this after a task shuts down warmly (running
+    # executions finish) for its supervisor to restart it; 0 turns the check off.
+    worker_max_memory_mb: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
 
 settings = Settings()

@@ -1,16 +1,24 @@
 """Every SQL statement of agentq. Each function is one transaction.
 
-Hot paths stay at one or two round trips: submit (one INSERT batch, plus one SELECT when
-idempotency keys are given), claim (conditional UPDATE + SELECT), finish (one UPDATE).
+Hot paths stay at a few round trips: submit (one INSERT batch per table, plus one SELECT
+when idempotency keys are given), claim (conditional UPDATE + SELECT + event INSERT),
+finish (UPDATE + event INSERT … SELECT).
+
+Every change of an execution is also an entry of its event log (``execution_events``),
+numbered per execution. The UPDATE that changes the row raises its ``last_event_seq`` by
+the number of events it records, and the INSERT of those events follows in the same
+transaction: the row stays locked in between, so concurrent writers (a cancel and a
+finish) get gap-free, ordered numbers, and an UPDATE that matched nothing records nothing.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import JSON, String, and_, delete, insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from ulid import ULID
 
 from core.db import session_scope
@@ -19,10 +27,13 @@ from core.models import (
     ADMIN_OWNER,
     TERMINAL,
     ApiKey,
+    EventKind,
     Execution,
+    ExecutionEvent,
     ExecutionStatus,
     PluginCommand,
     Schedule,
+    UTCDateTime,
     utcnow,
 )
 from core.settings import settings
@@ -56,6 +67,47 @@ class NewExecution:
 class Submitted:
     execution: Execution
     created: bool = field(default=True)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record: ``data`` is the status, the progress, or the log line."""
+
+    kind: EventKind
+    data: dict[str, Any]
+    at: datetime = field(default_factory=utcnow)
+
+
+def status_event(status: ExecutionStatus, **details: Any) -> NewEvent:
+    return NewEvent(EventKind.STATUS, {"status": status.value, **{k: v for k, v in details.items() if v}})
+
+
+# An INSERT … SELECT unions at most this many rows (SQLite allows 500 SELECTs in a compound).
+_UNION_MAX = 100
+_EVENT_COLUMNS = ["execution_id", "seq", "at", "kind", "data"]
+
+
+def _insert_newest_events(session: Session, execution_id: str, events: Sequence[NewEvent]) -> None:
+    """Insert ``events`` as the newest of an execution whose UPDATE in this transaction
+    raised ``last_event_seq`` by ``len(events)``: numbered from the row itself, so no read."""
+    total = len(events)
+    for start in range(0, total, _UNION_MAX):
+        rows = [
+            select(
+                Execution.id,
+                Execution.last_event_seq - (total - 1 - start - i),
+                literal(event.at, UTCDateTime()),
+                literal(event.kind.value, String(16)),
+                literal(event.data, JSON()),
+            ).where(Execution.id == execution_id)
+            for i, event in enumerate(events[start : start + _UNION_MAX])
+        ]
+        source = rows[0] if len(rows) == 1 else union_all(*rows)
+        session.execute(insert(ExecutionEvent).from_select(_EVENT_COLUMNS, source))
+
+
+def _event_row(execution_id: str, seq: int, event: NewEvent) -> ExecutionEvent:
+    return ExecutionEvent(execution_id=execution_id, seq=seq, at=event.at, kind=event.kind, data=event.data)
 
 
 def _same_request(row: Execution, spec: NewExecution) -> bool:
@@ -102,7 +154,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
                 out.append(Submitted(row, created=False))
                 continue
             row = _new_row(spec, now, publish_by)
-            session.add(row)
+            session.add_all([row, _queued_event(row)])
             if key:
                 known[key] = row
             out.append(Submitted(row))
@@ -127,7 +179,13 @@ def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Executi
         idempotency_key=spec.idempotency_key,
         created_at=now,
         lease_expires_at=publish_by,
+        last_event_seq=1,
+        log_lines=0,
     )
+
+
+def _queued_event(row: Execution) -> ExecutionEvent:
+    return _event_row(row.id, 1, NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at))
 
 
 def get_execution(execution_id: str, owner: str) -> Execution:
@@ -172,18 +230,23 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
     Cancelling a cancelled execution again is a no-op; a finished one is a conflict.
     """
     now = utcnow()
+    error = {"type": "cancelled", "message": "Cancelled on request."}
     with session_scope() as session:
-        session.execute(
+        cancelled = session.execute(
             update(Execution)
             .where(Execution.id == execution_id, Execution.owner == owner, Execution.status.in_(_CANCELLABLE))
             .values(
                 status=S.CANCELLED,
                 finished_at=now,
                 lease_expires_at=None,
-                error={"type": "cancelled", "message": "Cancelled on request."},
+                error=error,
+                last_event_seq=Execution.last_event_seq + 1,
             )
+            .execution_options(synchronize_session=False)
         )
         row = session.get(Execution, execution_id)
+        if cancelled.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
+            session.add(_event_row(row.id, row.last_event_seq, status_event(S.CANCELLED, error=error)))
     if row is None or row.owner != owner:
         raise ExecutionNotFound(execution_id)
     if row.status != S.CANCELLED:
@@ -215,12 +278,17 @@ def claim(execution_id: str, attempt: int, worker: str, lease_s: float) -> Execu
                 started_at=now,
                 worker=worker,
                 lease_expires_at=now + timedelta(seconds=lease_s),
+                last_event_seq=Execution.last_event_seq + 1,
             )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
-        return session.get(Execution, execution_id)
+        row = session.get(Execution, execution_id)
+        if row is not None:
+            running = status_event(S.RUNNING, attempt=row.attempts, worker=worker)
+            session.add(_event_row(row.id, row.last_event_seq, running))
+        return row
 
 
 def _running_attempt(execution_id: str, attempt: int) -> Any:
@@ -236,16 +304,21 @@ def finish(
     error: dict[str, Any] | None = None,
     progress: dict[str, Any] | None = None,
     lease_expires_at: datetime | None = None,
+    events: Sequence[NewEvent] = (),
 ) -> bool:
     """Record the outcome of one attempt; False when the row moved on (cancelled, reclaimed).
 
-    A retrying row keeps a lease: if its retry message is lost, the reaper publishes it.
+    ``events`` (progress and log lines not recorded yet) go into the log before the
+    status. A retrying row keeps a lease: if its retry message is lost, the reaper
+    publishes it.
     """
+    logged = [*events, status_event(status, attempt=attempt, error=error)]
     values: dict[str, Any] = {
         "status": status,
         "result": result,
         "error": error,
         "lease_expires_at": lease_expires_at,
+        **_event_counters(logged),
     }
     if status in TERMINAL:
         values["finished_at"] = utcnow()
@@ -258,19 +331,67 @@ def finish(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        _insert_newest_events(session, execution_id, logged)
+        return True
 
 
-def save_progress(updates: dict[tuple[str, int], dict[str, Any]]) -> None:
-    """Store the latest progress of running attempts, one UPDATE each, one transaction."""
+def _event_counters(events: Sequence[NewEvent]) -> dict[str, Any]:
+    values: dict[str, Any] = {"last_event_seq": Execution.last_event_seq + len(events)}
+    lines = sum(1 for e in events if e.kind is EventKind.LOG)
+    if lines:
+        values["log_lines"] = Execution.log_lines + lines
+    return values
+
+
+def record_events(batches: Mapping[tuple[str, int], Sequence[NewEvent]]) -> set[str]:
+    """Record progress and log lines of running attempts, in one transaction; the row's
+    ``progress`` becomes the newest progress. Returns the ids whose events were recorded
+    (an attempt that was cancelled or reclaimed meanwhile records nothing).
+    """
+    recorded: dict[str, Sequence[NewEvent]] = {}
     with session_scope() as session:
-        for (execution_id, attempt), progress in updates.items():
-            session.execute(
+        # In id order, so that two writers never lock the same rows in opposite orders.
+        for (execution_id, attempt), events in sorted(batches.items()):
+            if not events:
+                continue
+            values = _event_counters(events)
+            progress = [e.data for e in events if e.kind is EventKind.PROGRESS]
+            if progress:
+                values["progress"] = progress[-1]
+            done = session.execute(
                 update(Execution)
                 .where(_running_attempt(execution_id, attempt))
-                .values(progress=progress)
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                recorded[execution_id] = events
+        if recorded:
+            # Our UPDATEs hold these rows: their counters are ours until the commit.
+            rows = session.execute(
+                select(Execution.id, Execution.last_event_seq).where(Execution.id.in_(list(recorded)))
+            )
+            last = {execution_id: seq for execution_id, seq in rows}
+            session.add_all(
+                _event_row(execution_id, last[execution_id] - len(events) + 1 + i, event)
+                for execution_id, events in recorded.items()
+                for i, event in enumerate(events)
+            )
+    return set(recorded)
+
+
+def read_events(execution_id: str, after_seq: int, limit: int = 500) -> list[ExecutionEvent]:
+    """Events of an execution numbered after ``after_seq``, in order (owner checked by the caller)."""
+    query = (
+        select(ExecutionEvent)
+        .where(ExecutionEvent.execution_id == execution_id, ExecutionEvent.seq > after_seq)
+        .order_by(ExecutionEvent.seq)
+        .limit(limit)
+    )
+    with session_scope() as session:
+        return list(session.scalars(query))
 
 
 def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:
@@ -422,6 +543,7 @@ def _fire(
         now = utcnow()
         rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
         session.add_all(rows)
+        session.add_all(_queued_event(row) for row in rows)
     return rows
 
 
@@ -454,6 +576,7 @@ def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
 def fail_lost(execution_id: str, attempts: int, message: str) -> bool:
     """Fail a running execution whose worker died and that has no attempts left."""
     now = utcnow()
+    error = {"type": "WorkerLost", "message": message}
     with session_scope() as session:
         done = session.execute(
             update(Execution)
@@ -467,15 +590,19 @@ def fail_lost(execution_id: str, attempts: int, message: str) -> bool:
                 status=S.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
-                error={"type": "WorkerLost", "message": message},
+                error=error,
+                last_event_seq=Execution.last_event_seq + 1,
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        _insert_newest_events(session, execution_id, [status_event(S.FAILED, attempt=attempts, error=error)])
+        return True
 
 
 def purge_finished(before: datetime, batch: int = 1000) -> int:
-    """Delete up to ``batch`` terminal executions that finished before ``before``."""
+    """Delete up to ``batch`` terminal executions that finished before ``before``, with their events."""
     with session_scope() as session:
         ids = list(
             session.scalars(
@@ -485,6 +612,7 @@ def purge_finished(before: datetime, batch: int = 1000) -> int:
             )
         )
         if ids:
+            session.execute(delete(ExecutionEvent).where(ExecutionEvent.execution_id.in_(ids)))
             session.execute(delete(Execution).where(Execution.id.in_(ids)))
         return len(ids)
 

@@ -34,8 +34,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import notify, queue, store
 from core.errors import AgentqError, BrokerUnavailable, DatabaseUnavailable, PluginError, RetryLater
-from core.models import Execution, ExecutionStatus, utcnow
+from core.models import EventKind, Execution, ExecutionStatus, utcnow
 from core.settings import settings
+from workers import metrics
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
 
@@ -43,6 +44,9 @@ S = ExecutionStatus
 T = TypeVar("T")
 log = logging.getLogger("agentq.runtime")
 HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a run ends
+# Every progress update of an attempt goes to the event log up to this many; past it,
+# only the newest one per heartbeat.
+PROGRESS_EVENTS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -88,18 +92,55 @@ class Attempt:
         self.id = row.id
         self.number = row.attempts
         self.row = row
-        self.ctx = Context(row.id, row.attempts, on_progress=self._progress)
+        self.ctx = Context(row.id, row.attempts, on_progress=self._progress, on_log=self._log)
         self.started = time.monotonic()
         self.stop_reason: str | None = None
-        self.progress_dirty = False
         self.recorded = False  # the outcome was written (possibly without the command)
+        # Progress and log lines not in the event log yet; the heartbeat writes them, or
+        # the outcome does. ``flushing`` is held while they are written, so that they
+        # land in order and before the outcome.
+        self.flushing = threading.Lock()
+        self._events: list[store.NewEvent] = []
+        self._events_lock = threading.Lock()
+        self._progress_events = 0
+        self._log_budget = settings.max_log_lines - row.log_lines
         self._runtime = runtime
         self._lock = threading.Lock()
         self._sync_thread: int | None = None  # set while a sync command runs
         self._task: asyncio.Task[Any] | None = None  # set while an async command runs
 
     def _progress(self, progress: dict[str, Any]) -> None:
-        self.progress_dirty = True
+        event = store.NewEvent(EventKind.PROGRESS, dict(progress))
+        with self._events_lock:
+            coalesce = self._progress_events > PROGRESS_EVENTS_KEPT
+            if coalesce and self._events and self._events[-1].kind is EventKind.PROGRESS:
+                self._events[-1] = event
+            else:
+                self._events.append(event)
+                self._progress_events += 1
+
+    def _log(self, level: int, message: str) -> None:
+        with self._events_lock:
+            if self._log_budget < 0:
+                return
+            self._log_budget -= 1
+            if self._log_budget < 0:
+                level = logging.WARNING
+                message = f"(log limit reached: {settings.max_log_lines} lines per execution; later lines are not kept)"
+            elif len(message) > settings.max_log_line_chars:
+                message = message[: settings.max_log_line_chars - 1] + "…"
+            data = {"level": logging.getLevelName(level).lower(), "message": message}
+            self._events.append(store.NewEvent(EventKind.LOG, data))
+
+    def take_events(self) -> list[store.NewEvent]:
+        with self._events_lock:
+            events, self._events = self._events, []
+        return events
+
+    def put_back(self, events: list[store.NewEvent]) -> None:
+        """Events whose write failed: they go out with the next write, still first."""
+        with self._events_lock:
+            self._events[:0] = events
 
     def interrupt(self, reason: str) -> None:
         """Stop the command: tell it through ctx, then force it."""
@@ -193,6 +234,7 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(timer.cancel)
             self._running.pop(row.id, None)
+            metrics.attempt_finished(row.id, row.plugin, time.monotonic() - run.started)
             log.info(
                 "finished %s",
                 row.id,
@@ -296,7 +338,9 @@ class Runtime:
     def _finish(self, run: Attempt, status: ExecutionStatus, **values: Any) -> Outcome:
         run.recorded = True
         try:
-            written = with_db_retry(store.finish, run.id, run.number, status, **values)
+            with run.flushing:  # after a heartbeat writing this run's events, and with the rest
+                events = run.take_events()
+                written = with_db_retry(store.finish, run.id, run.number, status, events=events, **values)
         except DatabaseUnavailable as exc:
             log.error("outcome of %s not written, its lease will run it again: %s", run.id, exc)
             return Outcome(None)
@@ -335,15 +379,7 @@ class Runtime:
         runs = dict(self._running)
         if not runs:
             return
-        dirty = {}
-        for run in runs.values():
-            if run.progress_dirty and run.ctx.last_progress is not None:
-                run.progress_dirty = False
-                dirty[(run.id, run.number)] = run.ctx.last_progress
-        if dirty:
-            store.save_progress(dirty)
-            for execution_id, _ in dirty:
-                notify.publish(execution_id, "progress")
+        self._record_events(runs)
         now = time.monotonic()
         # Renew every third of a lease, and at once after a failed beat (a database outage).
         renew = now - self._last_renewal >= settings.lease_s / 3
@@ -355,6 +391,26 @@ class Runtime:
         for execution_id in stopped:
             runs[execution_id].interrupt("cancelled")
         self._finish_stuck(runs)
+
+    def _record_events(self, runs: dict[str, Attempt]) -> None:
+        """Write the progress and log lines of running attempts, in one transaction."""
+        # A run whose outcome is being written takes its events along itself.
+        held = [run for run in runs.values() if run.flushing.acquire(blocking=False)]
+        try:
+            taken = [(run, events) for run in held if (events := run.take_events())]
+            if not taken:
+                return
+            try:
+                recorded = store.record_events({(run.id, run.number): events for run, events in taken})
+            except Exception:
+                for run, events in taken:
+                    run.put_back(events)
+                raise
+        finally:
+            for run in held:
+                run.flushing.release()
+        for execution_id in recorded:
+            notify.publish(execution_id, "events")
 
     def _finish_stuck(self, runs: dict[str, Attempt]) -> None:
         """A timed-out sync command stuck in C code: record the timeout without it."""

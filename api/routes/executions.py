@@ -16,8 +16,8 @@ from api.schemas import (
     IdempotencyKey,
 )
 from api.submit import submit
-from core import store
-from core.models import ExecutionStatus
+from core import notify, store
+from core.models import Execution, ExecutionStatus
 from core.settings import settings
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
@@ -83,5 +83,11 @@ def read_executions(
 @router.post("/{execution_id}/cancel")
 async def cancel_execution(execution_id: str, owner: OwnerDep) -> ExecutionPublic:
     """Cancel a queued or running execution: a queued one never starts, a running one is stopped."""
-    row = await run_in_threadpool(store.cancel_execution, execution_id, owner)
+    row = await run_in_threadpool(_cancel, execution_id, owner)
     return ExecutionPublic.model_validate(row)
+
+
+def _cancel(execution_id: str, owner: str) -> Execution:
+    row = store.cancel_execution(execution_id, owner)
+    notify.publish(row.id, row.status)  # wakes long-polls and event streams
+    return row

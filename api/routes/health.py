@@ -1,11 +1,17 @@
-"""Liveness and readiness."""
+"""What operators probe and scrape: liveness, readiness, Prometheus metrics."""
 
-from fastapi import APIRouter
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import metrics as api_metrics
 from core import store
 from core.queue import app as celery_app
+from core.settings import settings
 
 router = APIRouter(tags=["health"])
 
@@ -21,17 +27,72 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
+def _check_workers() -> None:
+    # Returns at the first answer; waits the whole timeout only when no worker is there.
+    timeout_s = settings.ready_ping_timeout_s
+    if not celery_app.control.ping(timeout=timeout_s, limit=1):
+        raise LookupError(f"no worker answered a ping within {timeout_s:g} s")
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": store.ping,
+    "broker": _check_broker,
+    "workers": _check_workers,
+}
+
+
+class Readiness:
+    """The checks' last answer, refreshed when older than ``ttl_s`` by one caller at a time.
+
+    Probes from many clients then cost one database query, one broker connection and one
+    worker ping per ``ttl_s`` and process; concurrent callers wait for the refresh.
+    """
+
+    def __init__(self, checks: dict[str, Callable[[], None]], ttl_s: float) -> None:
+        self._checks = checks
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._answer: dict[str, str] = {}
+        self._at = float("-inf")
+
+    def get(self) -> dict[str, str]:
+        with self._lock:
+            if time.monotonic() - self._at >= self._ttl_s:
+                self._answer = self._run()
+                self._at = time.monotonic()
+            return self._answer
+
+    def _run(self) -> dict[str, str]:
+        answer: dict[str, str] = {}
+        for name, check in self._checks.items():
+            if name == "workers" and answer.get("broker", "ok") != "ok":
+                answer[name] = "unknown: the broker is unavailable"
+                continue
+            try:
+                check()
+                answer[name] = "ok"
+            except LookupError as exc:
+                answer[name] = f"unavailable: {exc}"
+            except Exception as exc:  # only the kind: messages may carry URLs with passwords
+                answer[name] = f"unavailable: {type(exc).__name__}"
+        return answer
+
+
+readiness = Readiness(CHECKS, settings.ready_cache_s)
+
+
 @router.get("/readyz", response_model=None)
 async def readyz() -> JSONResponse:
-    """Ready when the database and the broker answer; 503 names what failed."""
-    checks: dict[str, str] = {}
-    for name, check in (("database", store.ping), ("broker", _check_broker)):
-        try:
-            await run_in_threadpool(check)
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"unavailable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-    )
+    """Ready when the database, the broker and at least one worker answer; 503 names what failed."""
+    checks = await run_in_threadpool(readiness.get)
+    failed = [name for name, state in checks.items() if state != "ok"]
+    if failed:
+        return JSONResponse({"status": "unavailable", "checks": checks, "failed": failed}, status_code=503)
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", response_class=Response)
+def metrics() -> Response:
+    """Prometheus metrics: submissions, executions by status, queue depths, durations."""
+    body, content_type = api_metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,6 +1,8 @@
 """Session fixtures: MariaDB and Redis, a migrated database, a real API and worker."""
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,22 +125,25 @@ class Stack:
 BEAT_ENV = {"AGENTQ_BEAT_TICK_S": "0.2", "AGENTQ_BEAT_LOCK_S": "3", "AGENTQ_REAPER_INTERVAL_S": "1"}
 
 
-@pytest.fixture(scope="session")
-def stack(database: str, outside: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    log_dir = tmp_path_factory.mktemp("logs")
+# What every stack's processes get; tests add or override per stack.
+BASE_ENV = {
+    "AGENTQ_OUTBOUND_ALLOW_PRIVATE": "1",
+    "AGENTQ_RETRY_BACKOFF_S": "0.2",
+    "AGENTQ_CATALOG_TTL_S": "0.5",
+    "AGENTQ_ADMIN_API_KEY": ADMIN_KEY,
+    "AGENTQ_KEY_CACHE_S": "1",
+    "AGENTQ_RATE_LIMIT_PER_S": "10000",
+    "AGENTQ_RATE_LIMIT_BURST": "10000",
+}
+
+
+@contextmanager
+def launch(database_url: str, redis_url: str, log_dir: Path, **env: str) -> Iterator[Stack]:
+    """A real API and worker on the given database and Redis, stopped on exit."""
     env = child_env(
-        {
-            "AGENTQ_DATABASE_URL": database,
-            "AGENTQ_BROKER_URL": REDIS_URL,
-            "AGENTQ_REDIS_URL": REDIS_URL,
-            "AGENTQ_OUTBOUND_ALLOW_PRIVATE": "1",
-            "AGENTQ_LLM_BASE_URL": f"{outside}/v1",
-            "AGENTQ_LLM_API_KEY": "test-llm-key",
-            "AGENTQ_RETRY_BACKOFF_S": "0.2",
-            "AGENTQ_CATALOG_TTL_S": "0.5",
-            "AGENTQ_ADMIN_API_KEY": ADMIN_KEY,
-            "AGENTQ_KEY_CACHE_S": "1",
-        }
+        BASE_ENV
+        | {"AGENTQ_DATABASE_URL": database_url, "AGENTQ_BROKER_URL": redis_url, "AGENTQ_REDIS_URL": redis_url}
+        | env
     )
     port = free_port()
     worker = start_worker(env, log_dir, "w1")
@@ -154,8 +159,23 @@ def stack(database: str, outside: str, tmp_path_factory: pytest.TempPathFactory)
         yield built
     finally:
         client.close()
-        for proc in [*built.extra, worker, api]:
+        for proc in [*built.extra, built.worker, built.api]:
             proc.stop()
-        for proc in [*built.extra, worker, api]:
-            if proc.popen.returncode not in (0, -15, None):
+        for proc in [*built.extra, built.worker, built.api]:
+            if proc.popen.returncode not in (0, -15, -9, None):
                 print(f"--- {proc.name} exited {proc.popen.returncode}:\n{proc.log()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def stack(database: str, outside: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    llm = {"AGENTQ_LLM_BASE_URL": f"{outside}/v1", "AGENTQ_LLM_API_KEY": "test-llm-key"}
+    with launch(database, REDIS_URL, tmp_path_factory.mktemp("logs"), **llm) as built:
+        yield built
+
+
+@pytest.fixture
+def beat(stack: Stack) -> Iterator[Proc]:
+    """One beat (reaper every second) for a test; stopped, releasing its lock, after it."""
+    proc = start_beat(child_env(stack.env, **BEAT_ENV), stack.log_dir, f"beat-{time.time_ns()}")
+    yield proc
+    proc.stop()

@@ -153,5 +153,5 @@ def test_health_and_readiness(stack: Stack) -> None:
     assert stack.client.get("/healthz").json() == {"status": "ok"}
     ready = stack.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "workers": "ok"}
     assert stack.client.get("/docs").status_code == 200

@@ -14,7 +14,7 @@ from core.errors import (
     InvalidParams,
     UnknownPlugin,
 )
-from core.settings import MAX_TIMEOUT_S, Settings
+from core.settings import Settings
 from workers.plugins.registry import Registry
 from workers.plugins.simulate import SimulatePlugin
 
@@ -71,8 +71,3 @@ def test_settings_normalise_mysql_url_and_default_to_sqlite(tmp_path) -> None:  
     assert s.database_url == "mysql+pymysql://u:p@db/agentq"
     assert s.redis_url == "redis://r:6379/0"
     assert Settings(database_url="", data_dir=tmp_path).database_url.startswith("sqlite:///")
-
-
-def test_settings_refuse_a_visibility_timeout_shorter_than_runs() -> None:
-    with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
-        Settings(broker_visibility_timeout_s=MAX_TIMEOUT_S - 1)

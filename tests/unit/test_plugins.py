@@ -1,6 +1,7 @@
 """The plugin SDK, the registry and the built-in echo and simulate plugins."""
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -109,3 +110,29 @@ def test_ctx_asleep_raises_when_stopped() -> None:
 
     with pytest.raises(BaseException, match="cancelled"):
         asyncio.run(ctx.asleep(0))
+
+
+def test_ctx_logger_hands_lines_to_on_log_and_still_logs(caplog: pytest.LogCaptureFixture) -> None:
+    lines: list[tuple[int, str]] = []
+    ctx = Context("01TEST", 1, on_log=lambda level, message: lines.append((level, message)))
+
+    with caplog.at_level(logging.INFO, logger="agentq.plugin"):
+        ctx.logger.info("fetched %d items from %s", 3, "feed")
+        ctx.logger.info("%(who)s done", {"who": "ada"})
+        ctx.logger.debug("too chatty")
+        try:
+            raise ValueError("bad feed")
+        except ValueError:
+            ctx.logger.exception("parse failed")
+
+    assert lines == [
+        (logging.INFO, "fetched 3 items from feed"),
+        (logging.INFO, "ada done"),
+        (logging.ERROR, "parse failed\nValueError: bad feed"),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "fetched 3 items from feed",
+        "ada done",
+        "parse failed",
+    ]
+    assert caplog.records[0].funcName == "test_ctx_logger_hands_lines_to_on_log_and_still_logs"

@@ -7,12 +7,15 @@ from typing import Any
 
 import pytest
 
+from core.models import EventKind
+from core.settings import settings
+from workers import runtime
 from workers.plugins.base import Context, Interrupted
 from workers.runtime import Attempt, backoff_s
 
 
 def make_attempt() -> Attempt:
-    row = SimpleNamespace(id="01TEST", attempts=1)
+    row = SimpleNamespace(id="01TEST", attempts=1, log_lines=0)
     return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
 
 
@@ -91,3 +94,71 @@ def test_backoff_grows_with_jitter_within_bounds(attempt: int) -> None:
 
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(delays) > 1
+
+
+def buffered(attempt: Attempt) -> list[tuple[str, Any]]:
+    return [(e.kind.value, e.data) for e in attempt.take_events()]
+
+
+def test_progress_and_log_lines_are_buffered_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "max_log_line_chars", 80)
+    attempt = make_attempt()
+
+    attempt.ctx.progress(10, "first")
+    attempt.ctx.logger.info("looked at %s", "a")
+    attempt.ctx.logger.debug("not kept")
+    attempt.ctx.logger.warning("x" * 100)
+
+    assert buffered(attempt) == [
+        ("progress", {"percent": 10.0, "message": "first"}),
+        ("log", {"level": "info", "message": "looked at a"}),
+        ("log", {"level": "warning", "message": "x" * 79 + "…"}),
+    ]
+    assert attempt.take_events() == []
+
+
+def test_log_lines_past_the_cap_leave_one_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "max_log_lines", 3)
+    # Given an execution whose earlier attempt logged one line
+    row = SimpleNamespace(id="01TEST", attempts=2, log_lines=1)
+    attempt = Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+
+    for i in range(5):
+        attempt.ctx.logger.info("line %d", i)
+
+    lines = [data for kind, data in buffered(attempt)]
+    assert [line["message"] for line in lines[:2]] == ["line 0", "line 1"]
+    assert lines[2]["level"] == "warning" and "log limit reached: 3 lines" in lines[2]["message"]
+    assert len(lines) == 3
+
+
+def test_progress_past_the_kept_number_keeps_the_newest_per_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "PROGRESS_EVENTS_KEPT", 2)
+    attempt = make_attempt()
+
+    for percent in (10, 20, 30, 40):
+        attempt.ctx.progress(percent)
+    first_write = buffered(attempt)
+    attempt.ctx.progress(50)
+    attempt.ctx.logger.info("between")
+    attempt.ctx.progress(60)
+    attempt.ctx.progress(70)
+
+    assert [data["percent"] for _, data in first_write] == [10.0, 20.0, 40.0]
+    assert [data.get("percent", data.get("message")) for _, data in buffered(attempt)] == [
+        50.0,
+        "between",
+        70.0,
+    ]
+
+
+def test_events_put_back_after_a_failed_write_go_first() -> None:
+    attempt = make_attempt()
+    attempt.ctx.logger.info("one")
+    taken = attempt.take_events()
+    attempt.ctx.logger.info("two")
+
+    attempt.put_back(taken)
+
+    assert [data["message"] for _, data in buffered(attempt)] == ["one", "two"]
+    assert all(e.kind is EventKind.LOG for e in taken)

@@ -19,7 +19,9 @@ failure and ``PermanentError`` for one no retry can mend.
 import asyncio
 import inspect
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -41,6 +43,41 @@ class Interrupted(BaseException):
         self.reason = reason
 
 
+class RecordingLogger(logging.LoggerAdapter[Any]):
+    """``ctx.logger``: logs as usual, and hands each line of INFO or above to ``record``
+    (the runtime keeps them in the execution's event log, for those who watch it)."""
+
+    def __init__(
+        self, logger: logging.Logger | logging.LoggerAdapter[Any], record: Callable[[int, str], None]
+    ):
+        super().__init__(logger)
+        self._record = record
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.INFO:
+            self._record(level, _message(msg, args, kwargs.get("exc_info")))
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # the caller, not this method
+        self.logger.log(level, msg, *args, **kwargs)
+
+
+def _message(msg: object, args: tuple[object, ...], exc_info: Any) -> str:
+    """The line as ``logging`` formats it, and the exception's last line, if any."""
+    try:
+        text = logging.LogRecord("agentq.plugin", logging.INFO, "", 0, msg, args, None).getMessage()
+    except (TypeError, ValueError):
+        text = f"{msg} {args!r}"
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc: BaseException | None = exc_info
+        elif isinstance(exc_info, tuple):
+            exc = exc_info[1]
+        else:
+            exc = sys.exc_info()[1]
+        if exc is not None:
+            text += "\n" + "".join(traceback.format_exception_only(exc)).strip()
+    return text
+
+
 class Context:
     """What a running command sees of its execution."""
 
@@ -52,14 +89,18 @@ class Context:
         stop: threading.Event | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        on_log: Callable[[int, str], None] | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
         self._stop = stop or threading.Event()
         self._on_progress = on_progress
         self.stop_reason = "cancelled"
-        self.logger = logger or logging.LoggerAdapter(
+        base = logger or logging.LoggerAdapter(
             logging.getLogger("agentq.plugin"), {"execution_id": execution_id}
+        )
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = (
+            RecordingLogger(base, on_log) if on_log is not None else base
         )
         self.last_progress: dict[str, Any] | None = None
 

@@ -90,3 +90,4 @@ class SimulatePlugin(Plugin):
     def _report(self, ctx: Context, params: SimulateParams, step: int, steps: int) -> None:
         if params.progress_steps:
             ctx.progress(100 * step / steps, f"step {step} of {steps}")
+            ctx.logger.info("step %d of %d done", step, steps)

@@ -1,0 +1,203 @@
+"""Prometheus metrics served on ``/metrics`` by every API process.
+
+Three sources, each correct however many API and worker processes there are:
+
+- counted here, per API process: submissions by plugin and outcome. Under gunicorn the
+  processes share them through ``prometheus_client``'s multiprocess mode
+  (``PROMETHEUS_MULTIPROC_DIR``, set up by ``gunicorn.conf.py``), so any process
+  answers with the sum.
+- read at scrape time: executions by status (the database), messages waiting per queue
+  (Redis lengths of each queue's priority lists).
+- recorded by the workers into Redis (``workers/metrics.py`` writes the layout read
+  below): finished attempts by plugin and status, and their duration histogram.
+"""
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+from typing import cast
+
+import redis
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from sqlalchemy import func, select
+
+from api.catalog import catalog
+from core import store
+from core.db import session_scope
+from core.models import Execution, ExecutionStatus
+from core.queue import PRIORITY_LEVELS
+from core.settings import settings
+
+log = logging.getLogger("agentq.api.metrics")
+
+# The workers' layout in Redis (see workers/metrics.py, which the API does not import).
+PREFIX = "agentq:metrics"
+PLUGINS_KEY = f"{PREFIX}:plugins"
+FINISHED_KEY = f"{PREFIX}:finished"
+# The workers' duration buckets (workers/metrics.py BUCKETS_S): every series shows them all.
+BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# kombu's Redis transport keeps priority p of queue q in list "q" (p == 0) or "q:p".
+QUEUE_SEP = ":"
+
+SUBMISSIONS = Counter(
+    "agentq_submissions",
+    "Executions submitted through the API, by plugin and outcome: accepted (queued), replayed "
+    "(an Idempotency-Key seen before), deferred (accepted while the broker was down), rejected.",
+    ["plugin", "outcome"],
+)
+UNKNOWN_PLUGIN = "unknown"  # rejected submissions naming no offered plugin (bounded labels)
+
+submissions_log = logging.getLogger("agentq.api.executions")
+
+
+def count_submissions(
+    submitted: Iterable[store.Submitted], deferred: set[str] | frozenset[str] = frozenset()
+) -> None:
+    """Count and log accepted submissions; ``deferred`` holds the ids left for the reaper."""
+    for item in submitted:
+        execution = item.execution
+        outcome = "replayed" if not item.created else "deferred" if execution.id in deferred else "accepted"
+        SUBMISSIONS.labels(execution.plugin, outcome).inc()
+        submissions_log.info(
+            "%s %s %s",
+            execution.id,
+            execution.plugin,
+            outcome,
+            extra={"execution_id": execution.id, "plugin": execution.plugin, "status": str(execution.status)},
+        )
+
+
+def count_rejected(plugins: Sequence[str]) -> None:
+    """Count submissions refused as invalid; a plugin no worker offers is labelled ``unknown``."""
+    try:
+        offered = {plugin for plugin, _ in catalog.entries()}
+    except Exception:  # never hide the rejection behind a metrics failure
+        offered = set()
+    for plugin in plugins:
+        SUBMISSIONS.labels(plugin if plugin in offered else UNKNOWN_PLUGIN, "rejected").inc()
+
+
+@cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def queue_keys(queue: str) -> list[str]:
+    return [queue] + [f"{queue}{QUEUE_SEP}{p}" for p in range(1, PRIORITY_LEVELS)]
+
+
+class StateCollector(Collector):
+    """Reads the database and Redis at scrape time; a source that fails is left out."""
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for source in (self._executions, self._queues, self._workers):
+            try:
+                yield from source()
+            except Exception as exc:
+                reason = (str(exc).splitlines() or [""])[0]
+                log.warning(
+                    "metrics from %s unavailable: %s: %s",
+                    source.__name__.strip("_"),
+                    type(exc).__name__,
+                    reason,
+                )
+
+    def _executions(self) -> Iterator[Metric]:
+        with session_scope() as session:
+            rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
+        counts = {ExecutionStatus(status).value: n for status, n in rows}
+        family = GaugeMetricFamily(
+            "agentq_executions", "Executions in the database, by status.", labels=["status"]
+        )
+        for status in ExecutionStatus:
+            family.add_metric([status.value], counts.get(status.value, 0))
+        yield family
+
+    def _queues(self) -> Iterator[Metric]:
+        if not settings.broker_url.startswith(("redis://", "rediss://")):
+            return
+        try:
+            offered = {entry.queue for entry in catalog.entries().values()}
+        except Exception:  # the database is down: still show the default queue
+            offered = set()
+        queues = sorted({settings.default_queue} | offered)
+        pipe = _redis(settings.broker_url).pipeline(transaction=False)
+        for queue in queues:
+            for key in queue_keys(queue):
+                pipe.llen(key)
+        lengths = pipe.execute()
+        family = GaugeMetricFamily(
+            "agentq_queue_depth", "Messages waiting in each broker queue, all priorities.", labels=["queue"]
+        )
+        for i, queue in enumerate(queues):
+            family.add_metric([queue], sum(lengths[i * PRIORITY_LEVELS : (i + 1) * PRIORITY_LEVELS]))
+        yield family
+
+    def _workers(self) -> Iterator[Metric]:
+        if not settings.redis_url:
+            return
+        client = _redis(settings.redis_url)
+        plugins = sorted(p.decode() for p in cast(set[bytes], client.smembers(PLUGINS_KEY)))
+        pipe = client.pipeline(transaction=False)
+        for plugin in plugins:
+            pipe.hgetall(f"{PREFIX}:duration:{plugin}")
+        pipe.hgetall(FINISHED_KEY)
+        *durations, finished = pipe.execute()
+
+        histogram = HistogramMetricFamily(
+            "agentq_execution_duration_seconds",
+            "How long attempts ran on the workers, by plugin.",
+            labels=["plugin"],
+        )
+        for plugin, fields in zip(plugins, durations, strict=True):
+            buckets, count, total = histogram_buckets({k.decode(): v.decode() for k, v in fields.items()})
+            histogram.add_metric([plugin], buckets, total)
+        yield histogram
+
+        counter = CounterMetricFamily(
+            "agentq_executions_finished",
+            "Attempts the workers finished, by plugin and status.",
+            labels=["plugin", "status"],
+        )
+        for field, value in sorted(finished.items()):
+            plugin, _, status = field.decode().rpartition("/")
+            counter.add_metric([plugin, status], int(value))
+        yield counter
+
+
+def histogram_buckets(fields: dict[str, str]) -> tuple[list[tuple[str, float]], int, float]:
+    """Cumulative Prometheus buckets from the per-bucket counts the workers keep."""
+    count = int(fields.get("count", 0))
+    total = float(fields.get("sum", 0))
+    per_bucket = dict.fromkeys(map(float, BUCKETS_S), 0)
+    for field, n in fields.items():
+        if field not in ("count", "sum", "+Inf"):
+            per_bucket[float(field)] = per_bucket.get(float(field), 0) + int(n)
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, in_bucket in sorted(per_bucket.items()):
+        running += in_bucket
+        buckets.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
+    buckets.append(("+Inf", float(count)))
+    return buckets, count, total
+
+
+_state = StateCollector()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for one scrape, and its content type."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(SUBMISSIONS)
+    registry.register(_state)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,169 @@
+"""The ``agentq`` command as users run it: a subprocess talking HTTP to the real API and worker."""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.integration.conftest import ADMIN_KEY, Stack
+from tests.integration.processes import ROOT, free_port
+
+
+def agentq(
+    stack: Stack, *args: str, key: str = ADMIN_KEY, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with nothing but AGENTQ_URL and AGENTQ_API_KEY to find the API."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "200",
+        "AGENTQ_URL": url or stack.url,
+        "AGENTQ_API_KEY": key,
+    }
+    argv = [sys.executable, "-m", "agentq.cli", *args]
+    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90)
+
+
+def json_out(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout)
+
+
+def test_cli_submit_wait_prints_the_result_and_exits_0(stack: Stack) -> None:
+    result = agentq(stack, "submit", "echo", "echo", "-p", "hello=world", "-p", "n=2", "--wait", "--json")
+
+    assert result.returncode == 0, result.stderr
+    execution = json_out(result)
+    assert execution["status"] == "succeeded"
+    assert execution["result"] == {"hello": "world", "n": 2}
+
+
+def test_cli_submit_wait_exit_code_tells_failed_and_timed_out(stack: Stack) -> None:
+    failed = agentq(
+        stack,
+        "submit",
+        "simulate",
+        "run",
+        "--params-json",
+        '{"fail_times": 3}',
+        "--max-retries",
+        "0",
+        "--wait",
+    )
+    timed_out = agentq(stack, "submit", "simulate", "run", "-p", "sleep_s=10", "--timeout", "0.5", "--wait")
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "RetryLater" in failed.stdout
+    assert timed_out.returncode == 3, timed_out.stdout + timed_out.stderr
+    assert "timed_out" in timed_out.stdout
+
+
+def test_cli_watch_shows_progress_log_lines_and_the_outcome(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"sleep_s": 1.5, "progress_steps": 3, "mode": "async"})
+
+    live = agentq(stack, "watch", created["id"])
+    replay = agentq(stack, "watch", created["id"], "--json")
+
+    assert live.returncode == 0, live.stderr
+    for line in ("step 1 of 3 done", "step 2 of 3 done", "step 3 of 3 done", "running", "succeeded"):
+        assert line in live.stdout
+    assert replay.returncode == 0
+    events = [json.loads(line) for line in replay.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["data"]["percent"] for e in events if e["kind"] == "progress"] == [100 / 3, 200 / 3, 100.0]
+    assert events[-1]["data"]["status"] == "succeeded"
+
+
+def test_cli_cancel_then_watch_and_get_exit_cancelled(stack: Stack) -> None:
+    created = stack.submit("simulate", "run", {"sleep_s": 30, "mode": "async"})
+
+    cancelled = agentq(stack, "cancel", created["id"], "--json")
+    watched = agentq(stack, "watch", created["id"])
+    got = agentq(stack, "get", created["id"])
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json_out(cancelled)["status"] == "cancelled"
+    assert watched.returncode == 4 and "cancelled" in watched.stdout
+    assert got.returncode == 4 and "cancelled" in got.stdout
+
+
+def test_cli_cancel_of_a_finished_execution_is_an_api_error(stack: Stack) -> None:
+    done = stack.wait(stack.submit("echo", "echo", {})["id"])
+
+    result = agentq(stack, "cancel", done["id"], "--json")
+
+    assert result.returncode == 5
+    assert "409" in result.stderr and "already ended as succeeded" in result.stderr
+    assert json_out(result)["status"] == 409
+
+
+def test_cli_list_filters_by_status_and_plugin(stack: Stack) -> None:
+    cancelled = stack.submit("simulate", "run", {"sleep_s": 30})
+    stack.client.post(f"/v1/executions/{cancelled['id']}/cancel")
+    echoed = stack.wait(stack.submit("echo", "echo", {"listed": True})["id"])
+
+    by_status = agentq(stack, "list", "--status", "cancelled", "--json")
+    table = agentq(stack, "list", "--plugin", "echo", "--limit", "5")
+
+    assert by_status.returncode == 0, by_status.stderr
+    page = json_out(by_status)
+    assert cancelled["id"] in [e["id"] for e in page["executions"]]
+    assert {e["status"] for e in page["executions"]} == {"cancelled"}
+    assert table.returncode == 0
+    assert echoed["id"] in table.stdout and "echo/echo" in table.stdout and "simulate" not in table.stdout
+
+
+def test_cli_exit_codes_for_usage_api_and_connection_errors(stack: Stack) -> None:
+    missing = agentq(stack, "get", "01NOPE")
+    bad_param = agentq(stack, "submit", "echo", "echo", "-p", "novalue")
+    bad_status = agentq(stack, "list", "--status", "bogus")
+    bad_key = agentq(stack, "plugins", key="not-a-key")
+    unknown_plugin = agentq(stack, "submit", "nope", "x")
+    unreachable = agentq(stack, "plugins", url=f"http://127.0.0.1:{free_port()}")
+
+    assert missing.returncode == 5 and "404" in missing.stderr
+    assert bad_param.returncode == 2 and "KEY=VALUE" in bad_param.stderr
+    assert bad_status.returncode == 2
+    assert bad_key.returncode == 5 and "401" in bad_key.stderr
+    assert unknown_plugin.returncode == 5 and "No worker offers plugin 'nope'" in unknown_plugin.stderr
+    assert unreachable.returncode == 6 and "Cannot reach agentq" in unreachable.stderr
+
+
+def test_cli_plugins_and_keys(stack: Stack) -> None:
+    plugins = agentq(stack, "plugins", "--json")
+    created = agentq(stack, "keys", "create", "cli-robot", "--json")
+    key = json_out(created)
+    as_new_key = agentq(stack, "list", "--json", key=key["key"])
+    listed = agentq(stack, "keys", "list", "--json")
+    revoked = agentq(stack, "keys", "revoke", key["id"])
+    table = agentq(stack, "keys", "list")
+
+    assert plugins.returncode == 0
+    assert {"echo", "simulate"} <= {p["name"] for p in json_out(plugins)}
+    assert created.returncode == 0 and key["key"] and key["name"] == "cli-robot"
+    assert as_new_key.returncode == 0 and json_out(as_new_key)["executions"] == []
+    assert key["id"] in [k["id"] for k in json_out(listed)]
+    assert revoked.returncode == 0
+    assert key["id"] in table.stdout and "cli-robot" in table.stdout
+
+
+def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
+    added = agentq(
+        stack, "schedules", "add", "cli-hourly", "echo", "echo", "--every", "3600", "-p", "from=cli", "--json"
+    )
+    schedule = json_out(added)
+    listed = agentq(stack, "schedules", "list", "--json")
+    ran = agentq(stack, "schedules", "run", schedule["id"], "--wait", "--json")
+    removed = agentq(stack, "schedules", "rm", schedule["id"])
+    gone = agentq(stack, "schedules", "list", "--json")
+    neither = agentq(stack, "schedules", "add", "cli-bad", "echo", "echo")
+
+    assert added.returncode == 0, added.stderr
+    assert schedule["interval_s"] == 3600 and schedule["params"] == {"from": "cli"}
+    assert schedule["id"] in [s["id"] for s in json_out(listed)["schedules"]]
+    assert ran.returncode == 0, ran.stderr
+    assert json_out(ran)["result"] == {"from": "cli"} and json_out(ran)["schedule_id"] == schedule["id"]
+    assert removed.returncode == 0
+    assert schedule["id"] not in [s["id"] for s in json_out(gone)["schedules"]]
+    assert neither.returncode == 2
