@@ -39,3 +39,13 @@ lock:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The benchmarks of bench/ (MariaDB and Redis on 127.0.0.1; see bench/harness.py), one
+# after another: each starts and stops its own processes. Figures go to bench/results/.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.io_concurrency
+	$(BIN)/python -m bench.submit
+	$(BIN)/python -m bench.poll
+	$(BIN)/python -m bench.memory

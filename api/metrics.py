@@ -23,12 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import func, select
 
 from api.catalog import catalog
 from core import store
-from core.db import session_scope
-from core.models import Execution, ExecutionStatus
+from core.models import ExecutionStatus
 from core.queue import PRIORITY_LEVELS
 from core.settings import settings
 
@@ -110,9 +108,7 @@ class StateCollector(Collector):
                 )
 
     def _executions(self) -> Iterator[Metric]:
-        with session_scope() as session:
-            rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
-        counts = {ExecutionStatus(status).value: n for status, n in rows}
+        counts = store.count_executions_by_status()
         family = GaugeMetricFamily(
             "agentq_executions", "Executions in the database, by status.", labels=["status"]
         )

@@ -6,12 +6,21 @@ message still reads the row when its wait ends.
 
 from contextlib import suppress
 from functools import cache
+from urllib.parse import urlparse
 
 import redis
 
 from core.settings import settings
 
-CHANNEL = "agentq:executions"
+
+def _channel(redis_url: str) -> str:
+    # Pub/sub ignores Redis database numbers: name the channel after the database, so
+    # deployments sharing one Redis server do not wake each other's waiters.
+    db = (urlparse(redis_url).path.strip("/") or "0") if redis_url else "0"
+    return f"agentq:{db}:executions"
+
+
+CHANNEL = _channel(settings.redis_url)
 
 
 @cache

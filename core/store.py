@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, String, and_, delete, insert, literal, or_, select, union_all, update
+from sqlalchemy import JSON, String, and_, delete, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
@@ -428,6 +428,12 @@ def read_catalog() -> list[PluginCommand]:
         return list(
             session.scalars(select(PluginCommand).order_by(PluginCommand.plugin, PluginCommand.command))
         )
+
+
+def count_executions_by_status() -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
+    return {ExecutionStatus(status).value: int(n) for status, n in rows}
 
 
 def ping() -> None:

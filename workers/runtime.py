@@ -234,16 +234,8 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(timer.cancel)
             self._running.pop(row.id, None)
+            # Metrics and the "finished" log line (with the status) follow in task_postrun.
             metrics.attempt_finished(row.id, row.plugin, time.monotonic() - run.started)
-            log.info(
-                "finished %s",
-                row.id,
-                extra={
-                    "execution_id": row.id,
-                    "plugin": row.plugin,
-                    "duration_ms": round((time.monotonic() - run.started) * 1000),
-                },
-            )
 
     def _run(self, run: Attempt) -> tuple[ExecutionStatus, Any, BaseException | None]:
         row = run.row
