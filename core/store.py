@@ -188,6 +188,14 @@ def _queued_event(row: Execution) -> ExecutionEvent:
     return _event_row(row.id, 1, NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at))
 
 
+def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
+    """Run a keyset query that asked for ``limit + 1`` rows: the page and the next cursor."""
+    rows = list(session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
 def get_execution(execution_id: str, owner: str) -> Execution:
     """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
     with session_scope() as session:
@@ -217,10 +225,7 @@ def list_executions(
     if cursor:
         query = query.where(Execution.id < cursor)
     with session_scope() as session:
-        rows = list(session.scalars(query))
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].id
-    return rows, None
+        return _page(session, query, limit)
 
 
 def cancel_execution(execution_id: str, owner: str) -> Execution:
@@ -469,10 +474,7 @@ def list_schedules(
     if cursor:
         query = query.where(Schedule.id < cursor)
     with session_scope() as session:
-        rows = list(session.scalars(query))
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].id
-    return rows, None
+        return _page(session, query, limit)
 
 
 def update_schedule(schedule_id: str, owner: str, changes: dict[str, Any]) -> Schedule:

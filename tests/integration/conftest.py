@@ -41,8 +41,9 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def _reset_database() -> None:
-    url = make_url(DATABASE_URL)
+def reset_services(database_url: str, redis_url: str) -> None:
+    """An empty database and Redis db of the tests' own; unreachable fails on CI, skips locally."""
+    url = make_url(database_url)
     try:
         conn = pymysql.connect(
             host=url.host,
@@ -56,19 +57,15 @@ def _reset_database() -> None:
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{url.database}`")
         cur.execute(f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4")
-
-
-def _reset_redis() -> None:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
+        redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
     except redis.RedisError as exc:
-        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
+        unavailable(f"Redis at {redis_url} is unreachable: {exc}")
 
 
 @pytest.fixture(scope="session")
 def database() -> str:
-    _reset_database()
-    _reset_redis()
+    reset_services(DATABASE_URL, REDIS_URL)
     command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
     return DATABASE_URL
 

@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 import pytest
-import redis
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from tests.conftest import DATABASE_URL, REDIS_URL
-from tests.integration.conftest import bearer, unavailable
+from tests.integration.conftest import bearer, reset_services
 from tests.integration.processes import ROOT, Proc, child_env, free_port, wait_until
 
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -170,24 +168,7 @@ def _compose_services() -> tuple[str, str]:
 
 
 def _reset(database_url: str, redis_url: str) -> None:
-    url = make_url(database_url)
-    try:
-        conn = pymysql.connect(
-            host=url.host,
-            port=url.port or 3306,
-            user=url.username,
-            password=url.password or "",
-            connect_timeout=5,
-        )
-    except pymysql.MySQLError as exc:
-        unavailable(f"MySQL at {url.host}:{url.port} is unreachable: {exc}")
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{url.database}`")
-        cur.execute(f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4")
-    try:
-        redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
-    except redis.RedisError as exc:
-        unavailable(f"Redis at {redis_url} is unreachable: {exc}")
+    reset_services(database_url, redis_url)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,72 @@
+"""P3 submit: single POST /v1/executions against gunicorn with 2 workers.
+
+    python -m bench.submit [--n 500] [--duration 10]
+
+Loaded: ``wrk`` with 50 connections for ``--duration`` seconds (req/s, p50, p99).
+Unloaded: ``--n`` sequential requests from one connection (p50, p99).
+The worker is stopped once it has published its catalog, so that the figures are the
+API's alone (INSERT + send_task), as in the anchors.
+"""
+
+import time
+
+from bench import wrk
+from bench.harness import Report, Row, arguments, percentile, progress, stack
+
+ECHO = {"plugin": "echo", "command": "echo", "params": {}}
+
+
+def main() -> None:
+    parser = arguments(__doc__ or "", n=500)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load (default 10)")
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    report = Report("submit", {"n": args.n, "duration_s": args.duration, "connections": args.connections})
+    with stack(args.database, args.loglevel) as st:
+        st.start_api(workers=2)
+        worker = st.start_worker()
+        st.wait_for_plugins("echo")
+        st.stop(worker)
+        latencies: list[float] = []
+        with st.client() as client:
+            for _ in range(50):  # warm-up: connections, caches
+                client.post("/v1/executions", json=ECHO).raise_for_status()
+            progress(f"unloaded: {args.n} sequential POSTs")
+            for _ in range(args.n):
+                started = time.perf_counter()
+                client.post("/v1/executions", json=ECHO).raise_for_status()
+                latencies.append((time.perf_counter() - started) * 1000)
+        p99_unloaded = percentile(latencies, 99)
+        report.add(Row("unloaded p50", percentile(latencies, 50), "ms"))
+        report.add(Row("unloaded p99", p99_unloaded, "ms", target="≤ 5 ms", met=p99_unloaded <= 5))
+        if not wrk.available():
+            report.notes.append("wrk not installed (apt-get install wrk): loaded figures skipped")
+        else:
+            progress(f"loaded: wrk -c{args.connections} for {args.duration}s")
+            loaded = wrk.run(
+                f"{st.api_url}/v1/executions",
+                connections=args.connections,
+                duration_s=args.duration,
+                method="POST",
+                body=ECHO,
+            )
+            report.add(
+                Row(
+                    f"POST /v1/executions at {args.connections} conns",
+                    loaded.requests_per_s,
+                    "req/s",
+                    target="≥ 2,000 req/s",
+                    met=loaded.requests_per_s >= 2000,
+                )
+            )
+            report.add(Row("  p50", loaded.p50_ms, "ms"))
+            report.add(Row("  p99", loaded.p99_ms, "ms", target="≤ 60 ms", met=loaded.p99_ms <= 60))
+            report.add(
+                Row("  errors (non-2xx, socket)", loaded.errors, "", target="0", met=loaded.errors == 0)
+            )
+    report.notes.append("wrk (2 threads) shares the 2 cores with gunicorn, Redis and MariaDB")
+    report.finish(args.results_dir)
+
+
+if __name__ == "__main__":
+    main()

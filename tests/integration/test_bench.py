@@ -1,0 +1,68 @@
+"""Every benchmark still runs: tiny sizes, and it writes figures (never how fast they are)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pymysql
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.integration.conftest import unavailable
+from tests.integration.processes import ROOT
+
+# A benchmark drops and creates its database, so never the one the integration stack
+# uses; in Redis it uses a queue named after that database, so sharing the db is safe.
+BENCH_DATABASE = f"{make_url(DATABASE_URL).database}_bench"
+
+# Tiny runs; each benchmark starts its own API and worker on its own database.
+RUNS = {
+    "throughput": ["--n", "20", "--single-n", "10"],
+    "io_concurrency": ["--n", "20", "--concurrency", "64"],
+    "submit": ["--n", "20", "--duration", "1"],
+    "poll": ["--n", "20", "--duration", "1", "--window", "1"],
+    "memory": ["--n", "20", "--chunk", "10"],
+}
+
+
+@pytest.fixture(scope="module")
+def services() -> None:
+    # Skips (or fails on CI) as the other integration tests do when a service is missing.
+    url = make_url(DATABASE_URL)
+    try:
+        pymysql.connect(
+            host=url.host,
+            port=url.port or 3306,
+            user=url.username,
+            password=url.password or "",
+            connect_timeout=5,
+        ).close()
+    except pymysql.MySQLError as exc:
+        unavailable(f"MySQL at {url.host}:{url.port} is unreachable: {exc}")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=5).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_benchmark_writes_figures(services: None, name: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AGENTQ_BENCH_MYSQL_URL": DATABASE_URL,
+        "AGENTQ_BENCH_REDIS_URL": REDIS_URL,
+        "AGENTQ_BENCH_LOG_DIR": str(tmp_path / "logs"),
+    }
+    argv = [sys.executable, "-m", f"bench.{name}", *RUNS[name]]
+    argv += ["--results-dir", str(tmp_path), "--database", BENCH_DATABASE]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads((tmp_path / f"{name}.json").read_text())
+    assert document["machine"]["cpu_count"] == os.cpu_count()
+    assert document["rows"], document
+    for row in document["rows"]:
+        assert isinstance(row["value"], int | float), row
