@@ -27,7 +27,7 @@ integration: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agentq core api workers tasks beat_schedule.py gunicorn.conf.py
+	$(BIN)/mypy agentq core api workers tasks bench beat_schedule.py gunicorn.conf.py
 
 # Pins what is installed into requirements.txt, except the packages that
 # requirements-worker.txt and requirements-dev.txt pin (kept there by hand).

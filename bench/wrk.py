@@ -26,7 +26,10 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def _ms(text: str) -> float:
+def _ms(text: str | None) -> float:
+    # wrk prints no latency distribution when too few requests completed: no figure, not 0.
+    if text is None:
+        return float("nan")
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(number) * _UNITS[unit]
 
@@ -69,8 +72,8 @@ wrk.headers["Content-Type"] = "application/json"
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     return WrkResult(
         requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(percentiles["50"]),
-        p99_ms=_ms(percentiles["99"]),
+        p50_ms=_ms(percentiles.get("50")),
+        p99_ms=_ms(percentiles.get("99")),
         requests=requests,
         errors=errors,
     )

@@ -24,7 +24,7 @@ RUNS = {
     "throughput": ["--n", "20", "--single-n", "10"],
     "io_concurrency": ["--n", "20", "--concurrency", "64"],
     "submit": ["--n", "20", "--duration", "1"],
-    "poll": ["--n", "20", "--duration", "1", "--window", "1"],
+    "poll": ["--n", "20", "--duration", "2", "--window", "1"],
     "memory": ["--n", "20", "--chunk", "10"],
 }
 
