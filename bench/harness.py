@@ -13,11 +13,10 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,11 @@ import redis
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
+
+# One way to run and stop child processes, shared with the integration tests.
+from tests.integration.processes import Proc as Proc
+from tests.integration.processes import free_port as free_port
+from tests.integration.processes import wait_until as wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -45,62 +49,6 @@ _started = time.monotonic()
 def progress(message: str) -> None:
     """One line per phase, with the seconds since the benchmark started."""
     console.print(f"[dim]{time.monotonic() - _started:7.1f}s[/dim] {message}", highlight=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
-
-
-class Proc:
-    """A child process in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout_s: float = 10) -> None:
-        """SIGTERM to the process group, SIGKILL after ``timeout_s``."""
-        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
-            if not self.alive:
-                break
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-        self._log.close()
-
-    def tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
 
 
 def mysql_connect(url: str, database: str | None = None) -> pymysql.connections.Connection:

@@ -1,5 +1,6 @@
 """Real agentq processes for the integration tests, started and stopped by fixtures."""
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -61,12 +62,20 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def tail(self, chars: int = 2000) -> str:
+        return self.log()[-chars:]
+
     def signal(self, sig: int) -> None:
         if self.alive:
-            os.killpg(self.popen.pid, sig)
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                os.killpg(self.popen.pid, sig)
 
     def stop(self, timeout_s: float = 15) -> int | None:
         """SIGTERM (warm shutdown), then SIGKILL after ``timeout_s``."""

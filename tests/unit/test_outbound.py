@@ -3,7 +3,7 @@
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -12,56 +12,10 @@ import pytest
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
+from tests.unit.conftest import PUBLIC, Handler, Serve
 from workers.plugins import outbound
 
-PUBLIC = "93.184.216.34"
-DNS = {
-    "example.com": [PUBLIC],
-    "other.example": ["1.1.1.1", "8.8.8.8"],
-    "mixed.example": [PUBLIC, "10.1.2.3"],
-    "internal.example": ["10.0.0.5"],
-    "localhost": ["127.0.0.1", "::1"],
-}
-Handler = Callable[[httpx.Request], httpx.Response]
-Serve = Callable[[Handler], list[httpx.Request]]
 real_resolve = outbound.resolve
-
-
-async def fake_resolve(host: str, port: int) -> list[str]:
-    try:
-        return DNS[host]
-    except KeyError:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-
-
-def no_sockets(*args: object) -> None:
-    raise AssertionError("unit tests open no sockets")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Names resolve from ``DNS``; any real connection or lookup fails the test."""
-    monkeypatch.setattr(outbound, "resolve", fake_resolve)
-    monkeypatch.setattr(socket.socket, "connect", no_sockets)
-    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
-    monkeypatch.setattr(settings, "outbound_allow_private", False)
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Serve:
-    """Route outbound requests to a handler; returns the list of requests it sees."""
-
-    def install(handler: Handler) -> list[httpx.Request]:
-        seen: list[httpx.Request] = []
-
-        def record(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            return handler(request)
-
-        monkeypatch.setattr(outbound, "transport", httpx.MockTransport(record))
-        return seen
-
-    return install
 
 
 def fetch(url: str, **kwargs: object) -> outbound.Fetched:

@@ -1,6 +1,5 @@
 """The ``http`` plugin: GET through the outbound guard."""
 
-import socket
 from collections.abc import Callable
 
 import httpx
@@ -9,36 +8,9 @@ import pytest
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
-from workers.plugins import outbound
+from tests.unit.conftest import Handler
 from workers.plugins.base import run_command
 from workers.plugins.http import HttpPlugin
-
-Handler = Callable[[httpx.Request], httpx.Response]
-DNS = {"example.com": ["93.184.216.34"], "intranet.example": ["192.168.0.10"]}
-
-
-async def fake_resolve(host: str, port: int) -> list[str]:
-    try:
-        return DNS[host]
-    except KeyError:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-
-
-def no_sockets(*args: object) -> None:
-    raise AssertionError("unit tests open no sockets")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound, "resolve", fake_resolve)
-    monkeypatch.setattr(socket.socket, "connect", no_sockets)
-    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
-    monkeypatch.setattr(settings, "outbound_allow_private", False)
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
-    return lambda handler: monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
 
 
 def get(**params: object) -> dict[str, object]:

@@ -1,7 +1,6 @@
 """The ``llm`` plugin: OpenAI-compatible chat completions and how provider failures map to retries."""
 
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,11 +10,10 @@ import pytest
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
-from workers.plugins import outbound
+from tests.unit.conftest import Handler
 from workers.plugins.base import run_command
 from workers.plugins.llm import LlmPlugin
 
-Handler = Callable[[httpx.Request], httpx.Response]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -26,40 +24,11 @@ COMPLETION = {
 }
 
 
-async def fake_resolve(host: str, port: int) -> list[str]:
-    if host == "llm.example":
-        return ["93.184.216.34"]
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-def no_sockets(*args: object) -> None:
-    raise AssertionError("unit tests open no sockets")
-
-
 @pytest.fixture(autouse=True)
 def provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A provider at https://llm.example/v1 with a key; no real network."""
-    monkeypatch.setattr(outbound, "resolve", fake_resolve)
-    monkeypatch.setattr(socket.socket, "connect", no_sockets)
-    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
-    monkeypatch.setattr(settings, "outbound_allow_private", False)
+    """A provider at https://llm.example/v1 with a key (no real network: see conftest)."""
     monkeypatch.setattr(settings, "llm_base_url", "https://llm.example/v1/")
     monkeypatch.setattr(settings, "llm_api_key", "sk-test")
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[httpx.Request]]:
-    def install(handler: Handler) -> list[httpx.Request]:
-        seen: list[httpx.Request] = []
-
-        def record(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            return handler(request)
-
-        monkeypatch.setattr(outbound, "transport", httpx.MockTransport(record))
-        return seen
-
-    return install
 
 
 def chat(**params: Any) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """The ``news`` plugin: the latest items of RSS 2.0 and Atom feeds."""
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,12 +8,9 @@ import pydantic
 import pytest
 
 from core.errors import PermanentError, RetryLater
-from core.settings import settings
-from workers.plugins import outbound
+from tests.unit.conftest import Handler
 from workers.plugins.base import run_command
 from workers.plugins.news import NewsPlugin
-
-Handler = Callable[[httpx.Request], httpx.Response]
 
 RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0">
@@ -67,31 +63,6 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
   </entry>
 </feed>
 """
-
-
-async def fake_resolve(host: str, port: int) -> list[str]:
-    if host in ("news.example", "blog.example"):
-        return ["93.184.216.34"]
-    if host == "feeds.internal":
-        return ["10.20.30.40"]
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-def no_sockets(*args: object) -> None:
-    raise AssertionError("unit tests open no sockets")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound, "resolve", fake_resolve)
-    monkeypatch.setattr(socket.socket, "connect", no_sockets)
-    monkeypatch.setattr(socket, "getaddrinfo", no_sockets)
-    monkeypatch.setattr(settings, "outbound_allow_private", False)
-
-
-@pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
-    return lambda handler: monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
 
 
 def feed(body: bytes, content_type: str = "application/rss+xml") -> Handler:
