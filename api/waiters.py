@@ -64,7 +64,8 @@ class Waiters:
                     self._wake_all()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._wake(message["data"].split(b" ", 1)[0].decode())
+                            for line in message["data"].split(b"\n"):
+                                self._wake(line.split(b" ", 1)[0].decode())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarting: retry, waiters time out meanwhile

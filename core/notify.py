@@ -4,6 +4,7 @@ Pub/sub is best effort; the execution row stays the truth. A waiter that misses 
 message still reads the row when its wait ends.
 """
 
+from collections.abc import Iterable
 from contextlib import suppress
 from functools import cache
 from urllib.parse import urlparse
@@ -30,8 +31,14 @@ def _client() -> redis.Redis:
 
 def publish(execution_id: str, status: str) -> None:
     """Announce that an execution changed; never fails the caller."""
-    if not settings.redis_url:
+    publish_many([(execution_id, status)])
+
+
+def publish_many(changes: Iterable[tuple[str, str]]) -> None:
+    """Announce changed executions in one message, a line ``<id> <status>`` each."""
+    message = "\n".join(f"{execution_id} {status}" for execution_id, status in changes)
+    if not settings.redis_url or not message:
         return
     # On failure waiters fall back to reading the row when their wait ends.
     with suppress(redis.RedisError):
-        _client().publish(CHANNEL, f"{execution_id} {status}")
+        _client().publish(CHANNEL, message)

@@ -4,7 +4,8 @@ The API and beat import this module, never ``tasks/`` or ``workers/``: they send
 name, so they carry no plugin code.
 """
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from celery import Celery
@@ -66,30 +67,47 @@ app = Celery("agentq")
 app.config_from_object(celery_config())
 
 
-def enqueue(executions: Iterable[Execution]) -> list[str]:
+def chunks(executions: Iterable[Execution], size: int) -> Iterator[list[Execution]]:
+    """Executions that can share a message (same queue, priority and attempt), ``size`` at most."""
+    groups: dict[tuple[str, int, int], list[Execution]] = defaultdict(list)
+    for execution in executions:
+        group = groups[(execution.queue, execution.priority, execution.attempts)]
+        group.append(execution)
+        if len(group) == size:
+            yield group[:]
+            group.clear()
+    yield from (group for group in groups.values() if group)
+
+
+def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> list[str]:
     """Publish executions over one producer connection; returns the ids published.
 
-    The id doubles as the Celery task id and the only argument, so Flower shows it.
-    The message's retry count is the attempts the row has made: the claim expects it,
-    so a republished (reaped, handed-back) execution runs its next attempt exactly once.
-    On a broker failure the ids published so far are attached to the error.
+    A message carries up to ``AGENTQ_CHUNK_SIZE`` execution ids, so a batch costs the
+    broker and the worker one message per chunk; its task id is the first execution's,
+    so Flower finds a single execution by its id. The message's retry count is the
+    attempts its rows have made: the claim expects it, so a republished (reaped,
+    handed-back) execution runs its next attempt exactly once. On a broker failure the
+    ids published so far are attached to the error.
     """
     published: list[str] = []
     try:
         with app.producer_or_acquire() as producer:
-            for execution in executions:
+            for chunk in chunks(executions, settings.chunk_size):
+                first = chunk[0]
+                ids = [execution.id for execution in chunk]
                 app.send_task(
                     RUN_EXECUTION,
-                    args=[execution.id],
-                    task_id=execution.id,
-                    queue=execution.queue,
-                    priority=broker_priority(execution.priority),
+                    args=[ids],
+                    task_id=first.id,
+                    queue=first.queue,
+                    priority=broker_priority(first.priority),
                     producer=producer,
-                    retries=execution.attempts,
+                    retries=first.attempts,
+                    countdown=countdown,
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
                 )
-                published.append(execution.id)
+                published += ids
     except (KombuOperationalError, ConnectionError, OSError) as exc:
         raise BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.", published) from exc
     return published

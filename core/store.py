@@ -14,9 +14,23 @@ finish) get gap-free, ordered numbers, and an UPDATE that matched nothing record
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, String, and_, delete, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    JSON,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
@@ -107,7 +121,11 @@ def _insert_newest_events(session: Session, execution_id: str, events: Sequence[
 
 
 def _event_row(execution_id: str, seq: int, event: NewEvent) -> ExecutionEvent:
-    return ExecutionEvent(execution_id=execution_id, seq=seq, at=event.at, kind=event.kind, data=event.data)
+    return ExecutionEvent(**_event_values(execution_id, seq, event))
+
+
+def _event_values(execution_id: str, seq: int, event: NewEvent) -> dict[str, Any]:
+    return {"execution_id": execution_id, "seq": seq, "at": event.at, "kind": event.kind, "data": event.data}
 
 
 def _same_request(row: Execution, spec: NewExecution) -> bool:
@@ -259,87 +277,145 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
     return row
 
 
-def claim(execution_id: str, attempt: int, worker: str, lease_s: float) -> Execution | None:
-    """Take an execution for this attempt; None when another delivery already did.
+def claim(execution_ids: Sequence[str], attempt: int, worker: str, lease_s: float) -> list[Execution]:
+    """Take executions for this attempt, in one transaction; those another delivery already
+    took are left out.
 
     Claimable: queued/retrying at exactly this attempt count (so a duplicate message
     finds attempts already moved on), or running under a lease that has expired (its
-    worker died; the lost run counts as an attempt).
+    worker died; the lost run counts as an attempt). The rows are locked as they are read,
+    so the UPDATE changes exactly the rows returned.
     """
     now = utcnow()
     with session_scope() as session:
-        result = session.execute(
-            update(Execution)
-            .where(
-                Execution.id == execution_id,
-                or_(
-                    and_(Execution.status.in_(_CLAIMABLE), Execution.attempts == attempt),
-                    and_(Execution.status == S.RUNNING, Execution.lease_expires_at < now),
-                ),
+        rows = list(
+            session.scalars(
+                select(Execution)
+                .where(
+                    Execution.id.in_(set(execution_ids)),
+                    or_(
+                        and_(Execution.status.in_(_CLAIMABLE), Execution.attempts == attempt),
+                        and_(Execution.status == S.RUNNING, Execution.lease_expires_at < now),
+                    ),
+                )
+                .order_by(Execution.id)
+                .with_for_update()
             )
+        )
+        if not rows:
+            return []
+        session.expunge_all()  # the rows become plain values: the UPDATE below writes them
+        lease_expires_at = now + timedelta(seconds=lease_s)
+        session.execute(
+            update(Execution)
+            .where(Execution.id.in_([row.id for row in rows]))
             .values(
                 status=S.RUNNING,
                 attempts=Execution.attempts + 1,
                 started_at=now,
                 worker=worker,
-                lease_expires_at=now + timedelta(seconds=lease_s),
+                lease_expires_at=lease_expires_at,
                 last_event_seq=Execution.last_event_seq + 1,
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        row = session.get(Execution, execution_id)
-        if row is not None:
-            running = status_event(S.RUNNING, attempt=row.attempts, worker=worker)
-            session.add(_event_row(row.id, row.last_event_seq, running))
-        return row
+        for row in rows:
+            row.status, row.attempts, row.started_at = S.RUNNING, row.attempts + 1, now
+            row.worker, row.lease_expires_at, row.last_event_seq = (
+                worker,
+                lease_expires_at,
+                row.last_event_seq + 1,
+            )
+        session.execute(
+            insert(ExecutionEvent),
+            [
+                _event_values(
+                    row.id, row.last_event_seq, status_event(S.RUNNING, attempt=row.attempts, worker=worker)
+                )
+                for row in rows
+            ],
+        )
+        return rows
 
 
 def _running_attempt(execution_id: str, attempt: int) -> Any:
     return and_(Execution.id == execution_id, Execution.status == S.RUNNING, Execution.attempts == attempt)
 
 
-def finish(
-    execution_id: str,
-    attempt: int,
-    status: ExecutionStatus,
-    *,
-    result: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-    progress: dict[str, Any] | None = None,
-    lease_expires_at: datetime | None = None,
-    events: Sequence[NewEvent] = (),
-) -> bool:
-    """Record the outcome of one attempt; False when the row moved on (cancelled, reclaimed).
+@dataclass(frozen=True)
+class Finish:
+    """The outcome of one attempt. ``events`` (progress and log lines not recorded yet) go
+    into the log before the status. A retrying row keeps a lease: if its retry message is
+    lost, the reaper publishes it."""
 
-    ``events`` (progress and log lines not recorded yet) go into the log before the
-    status. A retrying row keeps a lease: if its retry message is lost, the reaper
-    publishes it.
-    """
-    logged = [*events, status_event(status, attempt=attempt, error=error)]
-    values: dict[str, Any] = {
-        "status": status,
-        "result": result,
-        "error": error,
-        "lease_expires_at": lease_expires_at,
-        **_event_counters(logged),
-    }
-    if status in TERMINAL:
-        values["finished_at"] = utcnow()
-    if progress is not None:
-        values["progress"] = progress
+    execution_id: str
+    attempt: int
+    status: ExecutionStatus
+    result: Any = None
+    error: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    lease_expires_at: datetime | None = None
+    events: Sequence[NewEvent] = ()
+
+
+_EXECUTIONS = cast(Table, Execution.__table__)
+# Core, not ORM: an executemany of one UPDATE with per-row values.
+_FINISH = (
+    update(_EXECUTIONS)
+    .where(_EXECUTIONS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result"),
+        error=bindparam("b_error"),
+        progress=bindparam("b_progress"),
+        lease_expires_at=bindparam("b_lease"),
+        finished_at=bindparam("b_finished_at"),
+        last_event_seq=bindparam("b_seq"),
+        log_lines=bindparam("b_log_lines"),
+    )
+)
+
+
+def finish(finishes: Sequence[Finish]) -> set[str]:
+    """Record the outcomes of attempts in one transaction; returns the ids written. An
+    attempt whose row moved on (cancelled, reclaimed) writes nothing."""
+    if not finishes:
+        return set()
+    by_id = {f.execution_id: f for f in finishes}
+    now = utcnow()
     with session_scope() as session:
-        done = session.execute(
-            update(Execution)
-            .where(_running_attempt(execution_id, attempt))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        _insert_newest_events(session, execution_id, logged)
-        return True
+        # Locked in id order, so that two writers never lock the same rows in opposite orders.
+        current = session.execute(
+            select(Execution.id, Execution.status, Execution.attempts, Execution.last_event_seq,
+                   Execution.log_lines, Execution.progress)
+            .where(Execution.id.in_(list(by_id)))
+            .order_by(Execution.id)
+            .with_for_update()
+        ).all()  # fmt: skip
+        updates, events = [], []
+        for row in current:
+            done = by_id[row.id]
+            if (row.status, row.attempts) != (S.RUNNING, done.attempt):
+                continue
+            logged = [*done.events, status_event(done.status, attempt=done.attempt, error=done.error)]
+            events += [_event_values(row.id, row.last_event_seq + 1 + i, e) for i, e in enumerate(logged)]
+            updates.append(
+                {
+                    "b_id": row.id,
+                    "b_status": done.status,
+                    "b_result": done.result,
+                    "b_error": done.error,
+                    "b_progress": row.progress if done.progress is None else done.progress,
+                    "b_lease": done.lease_expires_at,
+                    "b_finished_at": now if done.status in TERMINAL else None,
+                    "b_seq": row.last_event_seq + len(logged),
+                    "b_log_lines": row.log_lines + sum(1 for e in logged if e.kind is EventKind.LOG),
+                }
+            )
+        if updates:
+            session.connection().execute(_FINISH, updates)
+            session.execute(insert(ExecutionEvent), events)
+        return {u["b_id"] for u in updates}
 
 
 def _event_counters(events: Sequence[NewEvent]) -> dict[str, Any]:

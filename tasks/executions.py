@@ -1,4 +1,4 @@
-"""The task that runs one execution, by id."""
+"""The task that runs executions by id, and the one that creates them for static beat entries."""
 
 from typing import Any
 
@@ -13,17 +13,17 @@ from workers.process import registry, runtime
 
 
 @app.task(name=RUN_EXECUTION, bind=True)
-def run_execution(self: Task, execution_id: str) -> str | None:
-    """Run execution ``execution_id``; Celery's retry count is the attempt it is for."""
+def run_execution(self: Task, execution_ids: list[str] | str) -> dict[str, str]:
+    """Run the executions of one message; Celery's retry count is the attempt they are for.
+
+    Returns each execution's recorded status (Flower shows it as the task's result).
+    """
+    ids = [execution_ids] if isinstance(execution_ids, str) else execution_ids
     try:
-        outcome = runtime().execute(execution_id, attempt=self.request.retries)
+        return runtime().execute(ids, attempt=self.request.retries)
     except DatabaseUnavailable as exc:
         # Not acked: the broker delivers the message again once the database is back.
         raise Reject(str(exc), requeue=True) from exc
-    if outcome.retry_in_s is not None:
-        # Same task id, retries + 1: the next claim expects attempts to have moved on.
-        raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
-    return outcome.status.value if outcome.status else None
 
 
 @app.task(name=SUBMIT_EXECUTION)

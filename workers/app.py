@@ -76,9 +76,8 @@ _memory_exceeded = False
 
 
 @task_postrun.connect
-def after_task(task_id: str, state: str | None = None, retval: Any = None, **_: Any) -> None:
+def after_task(**_: Any) -> None:
     global _memory_exceeded
-    metrics.task_done(task_id, state, retval)
     # Celery's worker_max_memory_per_child only applies to the prefork pool; with threads the
     # process itself must go: a warm shutdown (running executions finish or are handed back),
     # then the supervisor (compose `restart:`, systemd `Restart=always`) starts a fresh one.

@@ -9,19 +9,16 @@ serves on ``/metrics`` (``api/metrics.py``). The layout, under ``agentq:metrics:
                        (not cumulative), plus ``count`` and ``sum`` (seconds)
 ``finished``           hash: ``<plugin>/<status>`` -> attempts
 
-The runtime hands over plugin and duration when an attempt ends; the status is what the
-task returns, so both meet in ``task_done`` (Celery's ``task_postrun``, which runs on
-the same pool thread right after the task).
+The runtime reports the attempts it records together, in one pipeline.
 """
 
 import logging
 import os
 import resource
 import sys
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import redis
 
@@ -49,49 +46,35 @@ def bucket_of(duration_s: float) -> str:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class Finished:
+    """An attempt that ended: ``status`` is what was recorded, or ``superseded`` when its
+    row had moved on (cancelled or reclaimed meanwhile), or ``unrecorded`` when the
+    database stayed unreachable (its lease runs it again)."""
+
     execution_id: str
     plugin: str
+    status: str
     duration_s: float
 
 
-# The attempt's status when the task did not return one: SUCCESS with None means the row
-# had moved on (cancelled or reclaimed meanwhile); RETRY is a retry with backoff; REJECTED
-# is a message handed back to the broker (the database was unreachable).
-TASK_STATES = {"SUCCESS": "superseded", "RETRY": "retrying", "REJECTED": "requeued"}
-
-_pending = threading.local()
-
-
-def attempt_finished(execution_id: str, plugin: str, duration_s: float) -> None:
-    """The runtime finished running an attempt on this thread; recorded by ``task_done``."""
-    _pending.attempt = Attempt(execution_id, plugin, duration_s)
-
-
-def task_done(task_id: str, state: str | None, retval: Any) -> None:
-    """Record the attempt this thread just ran, now that the task's outcome is known."""
-    attempt: Attempt | None = getattr(_pending, "attempt", None)
-    _pending.attempt = None
-    if attempt is None or attempt.execution_id != task_id:
-        return  # another task (maintenance), or a duplicate delivery that ran nothing
-    status = (
-        retval if state == "SUCCESS" and isinstance(retval, str) else TASK_STATES.get(state or "", "error")
-    )
-    duration_ms = round(attempt.duration_s * 1000)
-    log.info(
-        "%s %s %s in %d ms",
-        attempt.execution_id,
-        attempt.plugin,
-        status,
-        duration_ms,
-        extra={
-            "execution_id": attempt.execution_id,
-            "plugin": attempt.plugin,
-            "status": status,
-            "duration_ms": duration_ms,
-        },
-    )
-    record(attempt.plugin, status, attempt.duration_s)
+def finished(attempts: Sequence[Finished]) -> None:
+    """Log each attempt that ended and add them to the counters in Redis, in one round trip."""
+    for attempt in attempts:
+        duration_ms = round(attempt.duration_s * 1000)
+        log.info(
+            "%s %s %s in %d ms",
+            attempt.execution_id,
+            attempt.plugin,
+            attempt.status,
+            duration_ms,
+            extra={
+                "execution_id": attempt.execution_id,
+                "plugin": attempt.plugin,
+                "status": attempt.status,
+                "duration_ms": duration_ms,
+            },
+        )
+    record(attempts)
 
 
 @cache
@@ -99,21 +82,24 @@ def _client() -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def record(plugin: str, status: str, duration_s: float, client: redis.Redis | None = None) -> None:
-    """Add one attempt to the counters in Redis; never fails the caller."""
+def record(attempts: Sequence[Finished], client: redis.Redis | None = None) -> None:
+    """Add attempts to the counters in Redis; never fails the caller."""
+    if not attempts:
+        return
     if client is None:
         if not settings.redis_url:
             return
         client = _client()
-    key = duration_key(plugin)
     try:
         # One MULTI: a scrape never sees a bucket counted but not the total.
         pipe = client.pipeline(transaction=True)
-        pipe.sadd(PLUGINS_KEY, plugin)
-        pipe.hincrby(key, bucket_of(duration_s), 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum", duration_s)
-        pipe.hincrby(FINISHED_KEY, f"{plugin}/{status}", 1)
+        pipe.sadd(PLUGINS_KEY, *{a.plugin for a in attempts})
+        for a in attempts:
+            key = duration_key(a.plugin)
+            pipe.hincrby(key, bucket_of(a.duration_s), 1)
+            pipe.hincrby(key, "count", 1)
+            pipe.hincrbyfloat(key, "sum", a.duration_s)
+            pipe.hincrby(FINISHED_KEY, f"{a.plugin}/{a.status}", 1)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("execution metrics not recorded: %s", exc)

@@ -24,9 +24,10 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -49,12 +50,16 @@ HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a ru
 PROGRESS_EVENTS_KEPT = 1000
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the task shell must do after an attempt: nothing, or retry after a delay."""
+Ran = tuple[ExecutionStatus, Any, BaseException | None]  # how a command ended: status, value, error
 
-    status: ExecutionStatus | None  # None: the claim failed (duplicate delivery)
-    retry_in_s: float | None = None
+
+@dataclass(frozen=True)
+class Recording:
+    """What to write for an ended attempt, and what to do once it is written."""
+
+    finish: store.Finish | None  # None: nothing to write (the canceller wrote the row)
+    retry_in_s: float | None = None  # publish its next attempt after this delay
+    hand_back: bool = False  # publish its next attempt now
 
 
 def backoff_s(attempt: int) -> float:
@@ -200,6 +205,8 @@ class Runtime:
         self.worker = worker
         self.loop = asyncio.new_event_loop()
         self._running: dict[str, Attempt] = {}
+        # Sync commands of a many-execution message run here, side by side.
+        self._sync_threads = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="agentq-sync")
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
         self._last_renewal = 0.0
 
@@ -214,132 +221,170 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    # -- one attempt ---------------------------------------------------------------
+    # -- one message ---------------------------------------------------------------
 
-    def execute(self, execution_id: str, attempt: int) -> Outcome:
-        """Claim the execution for ``attempt`` (0-based) and run it to an outcome.
+    def execute(self, execution_ids: list[str], attempt: int) -> dict[str, str]:
+        """Claim the executions for ``attempt`` (0-based), run them side by side and record
+        their outcomes as they end, those ending together in one transaction. Returns each
+        execution's recorded status (``skipped``: another delivery had it).
 
         Raises ``DatabaseUnavailable`` when the claim cannot reach the database.
         """
-        row = with_db_retry(store.claim, execution_id, attempt, self.worker, settings.lease_s)
-        if row is None:
-            log.info("skip %s: already claimed or finished", execution_id)
-            return Outcome(None)
-        notify.publish(row.id, S.RUNNING)
-        run = Attempt(row, self)
-        self._running[row.id] = run
-        timer = self._call_later(row.timeout_s, run.interrupt, "timed_out")
+        rows = with_db_retry(store.claim, execution_ids, attempt, self.worker, settings.lease_s)
+        statuses = dict.fromkeys(execution_ids, "skipped")
+        if len(rows) < len(statuses):
+            skipped = statuses.keys() - {row.id for row in rows}
+            log.info("skip %s: already claimed or finished", " ".join(sorted(skipped)))
+        if not rows:
+            return statuses
+        notify.publish_many((row.id, S.RUNNING) for row in rows)
+        runs = [Attempt(row, self) for row in rows]
+        self._running.update((run.id, run) for run in runs)
+        timers = self._on_loop(
+            lambda: [self.loop.call_later(r.row.timeout_s, r.interrupt, "timed_out") for r in runs]
+        )
         try:
-            return self._record(run, *self._run(run))
+            pending = self._start(runs)
+            while pending:
+                ended, _ = wait(pending, return_when=FIRST_COMPLETED)
+                statuses.update(self._record([(pending.pop(f), f.result()) for f in ended]))
         finally:
-            self.loop.call_soon_threadsafe(timer.cancel)
-            self._running.pop(row.id, None)
-            # Metrics and the "finished" log line (with the status) follow in task_postrun.
-            metrics.attempt_finished(row.id, row.plugin, time.monotonic() - run.started)
+            self.loop.call_soon_threadsafe(_cancel_all, timers)
+            for run in runs:
+                self._running.pop(run.id, None)
+        return statuses
 
-    def _run(self, run: Attempt) -> tuple[ExecutionStatus, Any, BaseException | None]:
-        row = run.row
+    def _start(self, runs: list[Attempt]) -> dict["Future[Ran]", Attempt]:
+        return {self._start_one(run, alone=len(runs) == 1): run for run in runs}
+
+    def _start_one(self, run: Attempt, alone: bool) -> "Future[Ran]":
+        """Start a command: an async one on the loop, a sync one on the sync threads (or,
+        alone in its message, on this thread, which has nothing else to do)."""
         try:
-            plugin, cmd = self.registry.command(row.plugin, row.command)
-            params = cmd.params_model.model_validate(row.params)
-            fn = plugin.bind(cmd)
-            if cmd.is_async:
-                value = self._await(run, fn(run.ctx, params))
-            else:
-                value = run.run_sync(lambda: fn(run.ctx, params))
-                if inspect.isawaitable(value):
-                    value = self._await(run, value)
+            plugin, cmd = self.registry.command(run.row.plugin, run.row.command)
+            params = cmd.params_model.model_validate(run.row.params)
+            bound = plugin.bind(cmd)
+        except Exception as exc:  # unknown command, invalid params: the execution fails
+            return _resolved(self._ended(run, exc))
+        call: Callable[[], Any] = partial(bound, run.ctx, params)
+        if cmd.is_async:
+            return asyncio.run_coroutine_threadsafe(self._run_async(run, call), self.loop)
+        if alone:
+            return _resolved(self._run_sync(run, call))
+        return self._sync_threads.submit(self._run_sync, run, call)
+
+    def _run_sync(self, run: Attempt, call: Callable[[], Any]) -> Ran:
+        try:
+            value = run.run_sync(call)
+            if inspect.isawaitable(value):
+                value = asyncio.run_coroutine_threadsafe(run.run_async(value), self.loop).result()
             return S.SUCCEEDED, value, None
-        except Interrupted:
-            reason = run.stop_reason or "cancelled"
-            if reason == HAND_BACK:
-                return S.RETRYING, None, None
-            return (S.TIMED_OUT if reason == "timed_out" else S.CANCELLED), None, None
-        except Exception as exc:  # a plugin's failure is the execution's outcome
-            return S.FAILED, None, exc
+        except (Exception, Interrupted) as exc:
+            return self._ended(run, exc)
 
-    def _await(self, run: Attempt, awaitable: Awaitable[Any]) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(run.run_async(awaitable), self.loop)
-        return future.result()
+    async def _run_async(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> Ran:
+        try:
+            return S.SUCCEEDED, await run.run_async(call()), None
+        except (Exception, Interrupted) as exc:
+            return self._ended(run, exc)
 
-    def _record(
+    @staticmethod
+    def _ended(run: Attempt, exc: BaseException) -> Ran:
+        if not isinstance(exc, Interrupted):
+            return S.FAILED, None, exc  # a plugin's failure is the execution's outcome
+        reason = run.stop_reason or "cancelled"
+        if reason == HAND_BACK:
+            return S.RETRYING, None, None
+        return (S.TIMED_OUT if reason == "timed_out" else S.CANCELLED), None, None
+
+    def _record(self, ended: list[tuple[Attempt, Ran]]) -> dict[str, str]:
+        """Write the outcomes of attempts that ended, then publish what runs again."""
+        recordings = [(run, self._recording(run, *ran)) for run, ran in ended]
+        statuses = self._write(recordings)
+        again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
+        handed_back = [run.row for run, r in again if r.hand_back]
+        try:
+            if handed_back:
+                queue.enqueue(handed_back)  # their attempts are the retry count the claim expects
+            for run, r in again:
+                if r.retry_in_s is not None:
+                    queue.enqueue([run.row], countdown=r.retry_in_s)
+        except BrokerUnavailable as exc:
+            log.warning("cannot publish retries now, the reaper will: %s", exc)
+        metrics.finished(
+            [
+                metrics.Finished(run.id, run.row.plugin, statuses[run.id], time.monotonic() - run.started)
+                for run, _ in ended
+            ]
+        )
+        return statuses
+
+    def _recording(
         self, run: Attempt, status: ExecutionStatus, value: Any, exc: BaseException | None
-    ) -> Outcome:
+    ) -> Recording:
         row = run.row
-        progress = run.ctx.last_progress
+        done = partial(store.Finish, run.id, run.number, progress=run.ctx.last_progress)
         if status is S.SUCCEEDED:
             try:
-                encoded = json.dumps(value)
+                size = len(json.dumps(value))
             except (TypeError, ValueError) as err:
-                return self._fail(run, "ResultNotJSON", f"The result is not JSON: {err}", progress)
-            if len(encoded) > settings.max_result_bytes:
-                return self._fail(
-                    run,
-                    "ResultTooLarge",
-                    f"The result is {len(encoded)} bytes; the limit is {settings.max_result_bytes}.",
-                    progress,
+                return Recording(
+                    done(S.FAILED, error=failure("ResultNotJSON", f"The result is not JSON: {err}"))
                 )
-            return self._finish(run, S.SUCCEEDED, result=value, progress=progress)
+            if size > settings.max_result_bytes:
+                message = f"The result is {size} bytes; the limit is {settings.max_result_bytes}."
+                return Recording(done(S.FAILED, error=failure("ResultTooLarge", message)))
+            return Recording(done(S.SUCCEEDED, result=value))
         if status is S.TIMED_OUT:
-            return self._finish(
-                run,
-                S.TIMED_OUT,
-                error={
-                    "type": "timed_out",
-                    "message": f"The execution exceeded timeout_s={row.timeout_s:g}.",
-                },
-                progress=progress,
-            )
+            message = f"The execution exceeded timeout_s={row.timeout_s:g}."
+            return Recording(done(S.TIMED_OUT, error=failure("timed_out", message)))
         if status is S.CANCELLED:
-            # The row was changed by whoever cancelled it (or reclaimed it); nothing to write.
-            return Outcome(S.CANCELLED)
+            return Recording(None)  # the row was changed by whoever cancelled (or reclaimed) it
         if status is S.RETRYING and exc is None:
-            return self._hand_back(run, progress)
+            # The worker is stopping: give the run back so another worker starts it again.
+            error = failure("handed_back", "The worker shut down during this run; it runs again.")
+            lease = utcnow() + timedelta(seconds=settings.queued_lease_s)
+            return Recording(done(S.RETRYING, error=error, lease_expires_at=lease), hand_back=True)
         assert exc is not None
         message = exc.detail if isinstance(exc, AgentqError) else str(exc) or type(exc).__name__
         if isinstance(exc, ValidationError):
             message = f"Invalid params: {exc}"
         if isinstance(exc, RetryLater) and row.attempts <= row.max_retries:
             delay = exc.delay_s if exc.delay_s is not None else backoff_s(row.attempts)
-            error = {"type": type(exc).__name__, "message": message, "retry_in_s": round(delay, 3)}
+            error = {**failure(type(exc).__name__, message), "retry_in_s": round(delay, 3)}
             # Keep a lease past the retry's due time: if that message is lost, the reaper resends it.
             lease = utcnow() + timedelta(seconds=delay + settings.queued_lease_s)
-            outcome = self._finish(run, S.RETRYING, error=error, progress=progress, lease_expires_at=lease)
-            return Outcome(S.RETRYING, retry_in_s=delay) if outcome.status else outcome
+            return Recording(done(S.RETRYING, error=error, lease_expires_at=lease), retry_in_s=delay)
         kind = type(exc).__name__ if isinstance(exc, PluginError | ValidationError) else "PluginCrashed"
         if not isinstance(exc, PluginError | ValidationError):
             log.exception("plugin %s/%s raised", row.plugin, row.command, exc_info=exc)
             message = f"{type(exc).__name__}: {message}"
-        return self._fail(run, kind, message, progress)
+        return Recording(done(S.FAILED, error=failure(kind, message)))
 
-    def _fail(self, run: Attempt, kind: str, message: str, progress: dict[str, Any] | None) -> Outcome:
-        return self._finish(run, S.FAILED, error={"type": kind, "message": message}, progress=progress)
-
-    def _hand_back(self, run: Attempt, progress: dict[str, Any] | None) -> Outcome:
-        """The worker is stopping: give the run back so another worker starts it again."""
-        error = {"type": "handed_back", "message": "The worker shut down during this run; it runs again."}
-        lease = utcnow() + timedelta(seconds=settings.queued_lease_s)
-        outcome = self._finish(run, S.RETRYING, error=error, progress=progress, lease_expires_at=lease)
-        if outcome.status:
-            try:
-                queue.enqueue([run.row])  # its attempts are the retry count the claim expects
-            except BrokerUnavailable as exc:
-                log.warning("cannot hand %s back now, the reaper will: %s", run.id, exc)
-        return outcome
-
-    def _finish(self, run: Attempt, status: ExecutionStatus, **values: Any) -> Outcome:
-        run.recorded = True
+    def _write(self, recordings: list[tuple[Attempt, Recording]]) -> dict[str, str]:
+        """Write outcomes in one transaction with the events their attempts still hold;
+        returns each attempt's status as recorded (``superseded``: its row had moved on)."""
+        statuses = {run.id: S.CANCELLED.value for run, r in recordings if r.finish is None}
+        writes = [(run, r.finish) for run, r in recordings if r.finish is not None]
+        if not writes:
+            return statuses
+        for run, _ in writes:
+            run.recorded = True
+            run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
         try:
-            with run.flushing:  # after a heartbeat writing this run's events, and with the rest
-                events = run.take_events()
-                written = with_db_retry(store.finish, run.id, run.number, status, events=events, **values)
-        except DatabaseUnavailable as exc:
-            log.error("outcome of %s not written, its lease will run it again: %s", run.id, exc)
-            return Outcome(None)
-        if written:
-            notify.publish(run.id, status)
-            return Outcome(status)
-        return Outcome(None)
+            finishes = [replace(finish, events=run.take_events()) for run, finish in writes]
+            try:
+                written = with_db_retry(store.finish, finishes)
+            except DatabaseUnavailable as exc:
+                log.error("%d outcomes not written, their leases will run them again: %s", len(writes), exc)
+                return statuses | {run.id: "unrecorded" for run, _ in writes}
+        finally:
+            for run, _ in writes:
+                run.flushing.release()
+        notify.publish_many((f.execution_id, f.status) for f in finishes if f.execution_id in written)
+        return statuses | {
+            f.execution_id: f.status.value if f.execution_id in written else "superseded" for f in finishes
+        }
 
     def drain(self) -> None:
         """The worker is shutting down: runs still going after the grace period are handed back."""
@@ -354,9 +399,10 @@ class Runtime:
 
     # -- timers and heartbeat ------------------------------------------------------
 
-    def _call_later(self, delay_s: float, fn: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
-        box: Future[asyncio.TimerHandle] = Future()
-        self.loop.call_soon_threadsafe(lambda: box.set_result(self.loop.call_later(delay_s, fn, *args)))
+    def _on_loop(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` on the loop's thread (asyncio's timers are not thread-safe) and return its value."""
+        box: Future[T] = Future()
+        self.loop.call_soon_threadsafe(lambda: box.set_result(fn()))
         return box.result()
 
     async def _heartbeat(self) -> None:
@@ -410,11 +456,21 @@ class Runtime:
             if run.stop_reason != "timed_out" or run.recorded:
                 continue
             if time.monotonic() - run.started > run.row.timeout_s + settings.stop_grace_s:
-                self._finish(
-                    run,
-                    S.TIMED_OUT,
-                    error={
-                        "type": "timed_out",
-                        "message": f"The execution exceeded timeout_s={run.row.timeout_s:g} and did not stop.",
-                    },
-                )
+                message = f"The execution exceeded timeout_s={run.row.timeout_s:g} and did not stop."
+                finish = store.Finish(run.id, run.number, S.TIMED_OUT, error=failure("timed_out", message))
+                self._write([(run, Recording(finish))])
+
+
+def failure(kind: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "message": message}
+
+
+def _resolved(value: T) -> "Future[T]":
+    future: Future[T] = Future()
+    future.set_result(value)
+    return future
+
+
+def _cancel_all(timers: list[asyncio.TimerHandle]) -> None:
+    for timer in timers:
+        timer.cancel()

@@ -45,7 +45,8 @@ def test_same_message_published_twice_runs_plugin_once(stack: Stack, tmp_path: P
     # A duplicate publish while the first delivery runs, and another after it finished.
     queue.enqueue([row])
     done = stack.wait(created["id"])
-    queue.enqueue([row, row])
+    queue.enqueue([row])
+    queue.enqueue([row])
     marker = stack.wait(stack.submit("echo", "echo", {"after": "duplicates"})["id"])
     wait_until(lambda: queue_depth("agentq") == 0, 10, "the queue to drain")
     time.sleep(1)

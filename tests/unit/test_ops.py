@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import runpy
-import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -179,8 +178,8 @@ class FakeRedis:
         done, self._queued = self._queued, []
         return done
 
-    def sadd(self, key: str, member: str) -> None:
-        self.sets[key].add(member.encode())
+    def sadd(self, key: str, *members: str) -> None:
+        self.sets[key].update(m.encode() for m in members)
         self._queued.append(1)
 
     def smembers(self, key: str) -> set[bytes]:
@@ -206,8 +205,15 @@ class FakeRedis:
 def test_worker_counters_reach_the_api_collector(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given three attempts recorded by workers
     fake = FakeRedis()
-    for duration_s, status in ((0.003, "succeeded"), (0.2, "succeeded"), (7200, "timed_out")):
-        worker_metrics.record("echo", status, duration_s, client=fake)  # type: ignore[arg-type]
+    worker_metrics.record(
+        [
+            worker_metrics.Finished(f"E{i}", "echo", status, duration_s)
+            for i, (duration_s, status) in enumerate(
+                ((0.003, "succeeded"), (0.2, "succeeded"), (7200, "timed_out"))
+            )
+        ],
+        client=fake,  # type: ignore[arg-type]
+    )
     monkeypatch.setattr(api_metrics, "_redis", lambda url: fake)
 
     # When the API collects
@@ -245,26 +251,6 @@ def test_bucket_of_picks_the_smallest_bucket() -> None:
 
 def test_queue_keys_follow_kombu_priority_lists() -> None:
     assert api_metrics.queue_keys("agentq") == ["agentq"] + [f"agentq:{p}" for p in range(1, 10)]
-
-
-def test_task_done_pairs_the_attempt_with_the_task_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorded: list[tuple[str, str, float]] = []
-    monkeypatch.setattr(
-        worker_metrics, "record", lambda plugin, status, d: recorded.append((plugin, status, d))
-    )
-
-    worker_metrics.attempt_finished("A", "echo", 0.5)
-    worker_metrics.task_done("A", "SUCCESS", "succeeded")
-    worker_metrics.attempt_finished("B", "http", 1.0)
-    worker_metrics.task_done("B", "RETRY", None)
-    worker_metrics.task_done("C", "SUCCESS", None)  # ran nothing on this thread: not counted
-    worker_metrics.attempt_finished("D", "echo", 0.1)
-    other = threading.Thread(target=worker_metrics.task_done, args=("D", "SUCCESS", "succeeded"))
-    other.start()
-    other.join()
-
-    assert recorded == [("echo", "succeeded", 0.5), ("http", "retrying", 1.0)]
-    worker_metrics.task_done("D", "SUCCESS", "succeeded")
 
 
 def test_memory_limit() -> None:
