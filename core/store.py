@@ -11,6 +11,7 @@ transaction: the row stays locked in between, so concurrent writers (a cancel an
 finish) get gap-free, ordered numbers, and an UPDATE that matched nothing records nothing.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -53,6 +55,8 @@ from core.models import (
 from core.settings import settings
 
 S = ExecutionStatus
+_EXECUTIONS = cast(Table, Execution.__table__)
+_EVENTS = cast(Table, ExecutionEvent.__table__)
 _CLAIMABLE = (S.QUEUED, S.RETRYING)
 _CANCELLABLE = (S.QUEUED, S.RUNNING, S.RETRYING)
 
@@ -172,10 +176,14 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
                 out.append(Submitted(row, created=False))
                 continue
             row = _new_row(spec, now, publish_by)
-            session.add_all([row, _queued_event(row)])
             if key:
                 known[key] = row
             out.append(Submitted(row))
+        fresh = [s.execution for s in out if s.created]
+        if fresh:
+            # Core executemany: one multi-row INSERT per table, no unit-of-work bookkeeping.
+            session.connection().execute(insert(_EXECUTIONS), [_columns(row) for row in fresh])
+            session.connection().execute(insert(_EVENTS), [_queued_event(row) for row in fresh])
         return out
 
 
@@ -202,8 +210,12 @@ def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Executi
     )
 
 
-def _queued_event(row: Execution) -> ExecutionEvent:
-    return _event_row(row.id, 1, NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at))
+def _columns(row: Execution) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in _EXECUTIONS.columns}
+
+
+def _queued_event(row: Execution) -> dict[str, Any]:
+    return _event_values(row.id, 1, NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at))
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -358,27 +370,21 @@ class Finish:
     events: Sequence[NewEvent] = ()
 
 
-_EXECUTIONS = cast(Table, Execution.__table__)
-# Core, not ORM: an executemany of one UPDATE with per-row values.
-_FINISH = (
-    update(_EXECUTIONS)
-    .where(_EXECUTIONS.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        result=bindparam("b_result"),
-        error=bindparam("b_error"),
-        progress=bindparam("b_progress"),
-        lease_expires_at=bindparam("b_lease"),
-        finished_at=bindparam("b_finished_at"),
-        last_event_seq=bindparam("b_seq"),
-        log_lines=bindparam("b_log_lines"),
+def _per_row(column: str, values: Mapping[str, Any]) -> Any:
+    """The value of ``column`` for rows by id: one value when all agree, else a CASE on the id."""
+    first = next(iter(values.values()))
+    if all(value == first for value in values.values()):
+        return first
+    kind = _EXECUTIONS.c[column].type
+    return case(
+        {i: bindparam(None, value, type_=kind) for i, value in values.items()}, value=_EXECUTIONS.c.id
     )
-)
 
 
 def finish(finishes: Sequence[Finish]) -> set[str]:
-    """Record the outcomes of attempts in one transaction; returns the ids written. An
-    attempt whose row moved on (cancelled, reclaimed) writes nothing."""
+    """Record the outcomes of attempts in one transaction (one UPDATE, one INSERT of their
+    events); returns the ids written. An attempt whose row moved on (cancelled,
+    reclaimed) writes nothing."""
     if not finishes:
         return set()
     by_id = {f.execution_id: f for f in finishes}
@@ -392,30 +398,34 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
             .order_by(Execution.id)
             .with_for_update()
         ).all()  # fmt: skip
-        updates, events = [], []
+        columns: dict[str, dict[str, Any]] = defaultdict(dict)
+        events = []
         for row in current:
             done = by_id[row.id]
             if (row.status, row.attempts) != (S.RUNNING, done.attempt):
                 continue
             logged = [*done.events, status_event(done.status, attempt=done.attempt, error=done.error)]
             events += [_event_values(row.id, row.last_event_seq + 1 + i, e) for i, e in enumerate(logged)]
-            updates.append(
-                {
-                    "b_id": row.id,
-                    "b_status": done.status,
-                    "b_result": done.result,
-                    "b_error": done.error,
-                    "b_progress": row.progress if done.progress is None else done.progress,
-                    "b_lease": done.lease_expires_at,
-                    "b_finished_at": now if done.status in TERMINAL else None,
-                    "b_seq": row.last_event_seq + len(logged),
-                    "b_log_lines": row.log_lines + sum(1 for e in logged if e.kind is EventKind.LOG),
-                }
+            for column, value in (
+                ("status", done.status),
+                ("result", done.result),
+                ("error", done.error),
+                ("progress", row.progress if done.progress is None else done.progress),
+                ("lease_expires_at", done.lease_expires_at),
+                ("finished_at", now if done.status in TERMINAL else None),
+                ("last_event_seq", row.last_event_seq + len(logged)),
+                ("log_lines", row.log_lines + sum(1 for e in logged if e.kind is EventKind.LOG)),
+            ):
+                columns[column][row.id] = value
+        written = set(columns["status"])
+        if written:
+            session.execute(
+                update(_EXECUTIONS)
+                .where(_EXECUTIONS.c.id.in_(written))
+                .values({column: _per_row(column, values) for column, values in columns.items()})
             )
-        if updates:
-            session.connection().execute(_FINISH, updates)
             session.execute(insert(ExecutionEvent), events)
-        return {u["b_id"] for u in updates}
+        return written
 
 
 def _event_counters(events: Sequence[NewEvent]) -> dict[str, Any]:
@@ -627,7 +637,8 @@ def _fire(
         now = utcnow()
         rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
         session.add_all(rows)
-        session.add_all(_queued_event(row) for row in rows)
+        session.flush()  # the rows before their events
+        session.execute(insert(_EVENTS), [_queued_event(row) for row in rows])
     return rows
 
 

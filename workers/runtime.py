@@ -1,9 +1,13 @@
 """Runs executions inside a worker process: claim, run the plugin, record the outcome.
 
-One event loop per process, on its own thread, hosts every async command, so a single
-worker process holds many I/O-bound executions at once; sync commands run on the
-Celery pool thread that delivered them. The loop also drives the timers (timeouts),
-the heartbeat (lease renewal, cancellation checks) and progress flushing.
+A message carries one or many executions (a chunk of a batch). They are claimed in
+one transaction and run side by side: every async command on the process's one event
+loop, so a single worker process holds many I/O-bound executions at once; sync
+commands on a thread pool (a lone one on the Celery pool thread that delivered it).
+As runs end, one recorder thread writes their outcomes, those that ended together in
+one transaction; the message is acked once all of its outcomes are written. The loop
+also drives the timers (timeouts), the heartbeat (lease renewal, cancellation checks)
+and progress flushing.
 
 Stopping a command (timeout, cancel, shutdown) is cooperative first (``ctx.cancelled``,
 ``ctx.sleep``), then forced: an async command's task is cancelled; a sync command gets
@@ -24,10 +28,12 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
+from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -48,6 +54,8 @@ HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a ru
 # Every progress update of an attempt goes to the event log up to this many; past it,
 # only the newest one per heartbeat.
 PROGRESS_EVENTS_KEPT = 1000
+# Most outcomes written in one transaction.
+RECORD_GROUP_MAX = 500
 
 
 Ran = tuple[ExecutionStatus, Any, BaseException | None]  # how a command ended: status, value, error
@@ -208,11 +216,20 @@ class Runtime:
         # Sync commands of a many-execution message run here, side by side.
         self._sync_threads = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="agentq-sync")
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
+        self._ended_runs: SimpleQueue[tuple[Attempt, Ran, Future[str]]] = SimpleQueue()
+        self._recorder = threading.Thread(target=self._record_ended, name="agentq-recorder", daemon=True)
         self._last_renewal = 0.0
 
     def start(self) -> None:
         self._thread.start()
+        self._recorder.start()
         asyncio.run_coroutine_threadsafe(self._heartbeat(), self.loop)
+        # Start the sync threads now: started on demand, in the middle of a burst, each
+        # start waits for the GIL.
+        started = threading.Barrier(settings.worker_concurrency + 1)
+        for _ in range(settings.worker_concurrency):
+            self._sync_threads.submit(started.wait)
+        started.wait()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -244,15 +261,43 @@ class Runtime:
             lambda: [self.loop.call_later(r.row.timeout_s, r.interrupt, "timed_out") for r in runs]
         )
         try:
-            pending = self._start(runs)
-            while pending:
-                ended, _ = wait(pending, return_when=FIRST_COMPLETED)
-                statuses.update(self._record([(pending.pop(f), f.result()) for f in ended]))
+            recorded = [(run.id, self._recorded(run, running)) for running, run in self._start(runs).items()]
+            statuses.update((execution_id, status.result()) for execution_id, status in recorded)
         finally:
             self.loop.call_soon_threadsafe(_cancel_all, timers)
             for run in runs:
                 self._running.pop(run.id, None)
         return statuses
+
+    def _recorded(self, run: Attempt, running: "Future[Ran]") -> "Future[str]":
+        """The status recorded for ``run`` once it has ended and the recorder wrote it."""
+        status: Future[str] = Future()
+
+        def ended(done: Future[Ran]) -> None:
+            error = done.exception()
+            self._ended_runs.put((run, done.result() if error is None else (S.FAILED, None, error), status))
+
+        running.add_done_callback(ended)
+        return status
+
+    def _record_ended(self) -> None:
+        """The recorder thread: attempts that ended while it wrote the previous group go
+        into the next one, so a busy worker writes many outcomes per transaction and an
+        idle one writes each at once (group commit)."""
+        while True:
+            group = [self._ended_runs.get()]
+            with suppress(Empty):
+                while len(group) < RECORD_GROUP_MAX:
+                    group.append(self._ended_runs.get_nowait())
+            try:
+                statuses = self._record([(run, ran) for run, ran, _ in group])
+            except Exception as exc:
+                log.exception("recording %d outcomes failed", len(group))
+                for *_, status in group:
+                    status.set_exception(exc)
+                continue
+            for run, _, status in group:
+                status.set_result(statuses[run.id])
 
     def _start(self, runs: list[Attempt]) -> dict["Future[Ran]", Attempt]:
         return {self._start_one(run, alone=len(runs) == 1): run for run in runs}
@@ -270,17 +315,19 @@ class Runtime:
         if cmd.is_async:
             return asyncio.run_coroutine_threadsafe(self._run_async(run, call), self.loop)
         if alone:
-            return _resolved(self._run_sync(run, call))
-        return self._sync_threads.submit(self._run_sync, run, call)
+            return self._run_sync(run, call)
+        return _flatten(self._sync_threads.submit(self._run_sync, run, call))
 
-    def _run_sync(self, run: Attempt, call: Callable[[], Any]) -> Ran:
+    def _run_sync(self, run: Attempt, call: Callable[[], Any]) -> "Future[Ran]":
+        """Run a sync command on this thread; an awaitable it returns goes on to the loop,
+        so that the thread is free again."""
         try:
             value = run.run_sync(call)
-            if inspect.isawaitable(value):
-                value = asyncio.run_coroutine_threadsafe(run.run_async(value), self.loop).result()
-            return S.SUCCEEDED, value, None
         except (Exception, Interrupted) as exc:
-            return self._ended(run, exc)
+            return _resolved(self._ended(run, exc))
+        if inspect.isawaitable(value):
+            return asyncio.run_coroutine_threadsafe(self._run_async(run, lambda: value), self.loop)
+        return _resolved((S.SUCCEEDED, value, None))
 
     async def _run_async(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> Ran:
         try:
@@ -469,6 +516,26 @@ def _resolved(value: T) -> "Future[T]":
     future: Future[T] = Future()
     future.set_result(value)
     return future
+
+
+def _flatten(nested: "Future[Future[T]]") -> "Future[T]":
+    """A future of the future that ``nested`` resolves to."""
+    flat: Future[T] = Future()
+
+    def copy(inner: Future[T]) -> None:
+        if inner.exception() is not None:
+            flat.set_exception(inner.exception())
+        else:
+            flat.set_result(inner.result())
+
+    def chain(outer: Future[Future[T]]) -> None:
+        if outer.exception() is not None:
+            flat.set_exception(outer.exception())
+        else:
+            outer.result().add_done_callback(copy)
+
+    nested.add_done_callback(chain)
+    return flat
 
 
 def _cancel_all(timers: list[asyncio.TimerHandle]) -> None:
