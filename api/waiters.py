@@ -6,6 +6,7 @@ when a waiter wakes, so a thousand idle long-polls cost nothing.
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -17,9 +18,21 @@ from core.notify import CHANNEL
 log = logging.getLogger("agentq.api.waiters")
 
 
+class Changed(asyncio.Event):
+    """Set when the execution changed; ``at`` is when this process learned of it (monotonic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = time.monotonic()
+
+    def notify(self) -> None:
+        self.at = time.monotonic()
+        self.set()
+
+
 class Waiters:
     def __init__(self) -> None:
-        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._events: dict[str, set[Changed]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     def start(self, redis_url: str) -> None:
@@ -33,9 +46,9 @@ class Waiters:
                 await self._task
 
     @contextmanager
-    def watch(self, execution_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, execution_id: str) -> Iterator[Changed]:
         """An event set whenever ``execution_id`` changes, while the block runs."""
-        event = asyncio.Event()
+        event = Changed()
         self._events[execution_id].add(event)
         try:
             yield event
@@ -48,7 +61,7 @@ class Waiters:
 
     def _wake(self, execution_id: str) -> None:
         for event in self._events.get(execution_id, ()):
-            event.set()
+            event.notify()
 
     def _wake_all(self) -> None:
         # After a reconnect, messages may have been missed: let every waiter re-read.
