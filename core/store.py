@@ -1,8 +1,9 @@
 """Every SQL statement of agentq. Each function is one transaction.
 
-Hot paths stay at a few round trips: submit (one INSERT batch per table, plus one SELECT
-when idempotency keys are given), claim (conditional UPDATE + SELECT + event INSERT),
-finish (UPDATE + event INSERT … SELECT).
+Hot paths stay at a few round trips, for one execution or a chunk of many: submit (one
+multi-row INSERT per table, plus one SELECT when idempotency keys are given), claim
+(locking SELECT + UPDATE + event INSERT), finish (locking SELECT + one UPDATE, CASE on
+the id where rows differ + event INSERT).
 
 Every change of an execution is also an entry of its event log (``execution_events``),
 numbered per execution. The UPDATE that changes the row raises its ``last_event_seq`` by
@@ -132,6 +133,11 @@ def _event_values(execution_id: str, seq: int, event: NewEvent) -> dict[str, Any
     return {"execution_id": execution_id, "seq": seq, "at": event.at, "kind": event.kind, "data": event.data}
 
 
+def _insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Core executemany: one multi-row INSERT, no unit-of-work bookkeeping."""
+    session.connection().execute(insert(_EVENTS), events)
+
+
 def _same_request(row: Execution, spec: NewExecution) -> bool:
     return (row.plugin, row.command, row.params) == (spec.plugin, spec.command, spec.params)
 
@@ -183,7 +189,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
         if fresh:
             # Core executemany: one multi-row INSERT per table, no unit-of-work bookkeeping.
             session.connection().execute(insert(_EXECUTIONS), [_columns(row) for row in fresh])
-            session.connection().execute(insert(_EVENTS), [_queued_event(row) for row in fresh])
+            _insert_events(session, [_queued_event(row) for row in fresh])
         return out
 
 
@@ -331,22 +337,17 @@ def claim(execution_ids: Sequence[str], attempt: int, worker: str, lease_s: floa
             )
             .execution_options(synchronize_session=False)
         )
-        for row in rows:
-            row.status, row.attempts, row.started_at = S.RUNNING, row.attempts + 1, now
-            row.worker, row.lease_expires_at, row.last_event_seq = (
-                worker,
-                lease_expires_at,
-                row.last_event_seq + 1,
-            )
-        session.execute(
-            insert(ExecutionEvent),
-            [
-                _event_values(
-                    row.id, row.last_event_seq, status_event(S.RUNNING, attempt=row.attempts, worker=worker)
-                )
-                for row in rows
-            ],
-        )
+        events = []
+        for row in rows:  # as the UPDATE left them
+            row.status = S.RUNNING
+            row.attempts += 1
+            row.started_at = now
+            row.worker = worker
+            row.lease_expires_at = lease_expires_at
+            row.last_event_seq += 1
+            running = status_event(S.RUNNING, attempt=row.attempts, worker=worker)
+            events.append(_event_values(row.id, row.last_event_seq, running))
+        _insert_events(session, events)
         return rows
 
 
@@ -424,7 +425,7 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 .where(_EXECUTIONS.c.id.in_(written))
                 .values({column: _per_row(column, values) for column, values in columns.items()})
             )
-            session.execute(insert(ExecutionEvent), events)
+            _insert_events(session, events)
         return written
 
 
@@ -638,7 +639,7 @@ def _fire(
         rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
         session.add_all(rows)
         session.flush()  # the rows before their events
-        session.execute(insert(_EVENTS), [_queued_event(row) for row in rows])
+        _insert_events(session, [_queued_event(row) for row in rows])
     return rows
 
 

@@ -261,7 +261,8 @@ class Runtime:
             lambda: [self.loop.call_later(r.row.timeout_s, r.interrupt, "timed_out") for r in runs]
         )
         try:
-            recorded = [(run.id, self._recorded(run, running)) for running, run in self._start(runs).items()]
+            alone = len(runs) == 1
+            recorded = [(run.id, self._recorded(run, self._start(run, alone))) for run in runs]
             statuses.update((execution_id, status.result()) for execution_id, status in recorded)
         finally:
             self.loop.call_soon_threadsafe(_cancel_all, timers)
@@ -299,10 +300,7 @@ class Runtime:
             for run, _, status in group:
                 status.set_result(statuses[run.id])
 
-    def _start(self, runs: list[Attempt]) -> dict["Future[Ran]", Attempt]:
-        return {self._start_one(run, alone=len(runs) == 1): run for run in runs}
-
-    def _start_one(self, run: Attempt, alone: bool) -> "Future[Ran]":
+    def _start(self, run: Attempt, alone: bool) -> "Future[Ran]":
         """Start a command: an async one on the loop, a sync one on the sync threads (or,
         alone in its message, on this thread, which has nothing else to do)."""
         try:
