@@ -33,7 +33,7 @@ keepalive = 5
 # The worker heartbeat files: on a tmpfs where there is one (a container's disk can stall).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 logconfig_dict = logs.dict_config()
-accesslog = "-"
+accesslog = "-" if _settings.api_access_log else None
 
 # Must be in the environment before the workers import prometheus_client.
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -9,7 +9,7 @@ from api import problems
 from api.limits import BodyLimit
 from api.routes import compat, events, executions, health, keys, plugins, schedules
 from api.waiters import waiters
-from core import logs
+from core import heap, logs
 from core.settings import settings
 
 
@@ -18,6 +18,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # gunicorn already set this up in its master (gunicorn.conf.py); plain uvicorn has not.
     logs.configure()
     waiters.start(settings.redis_url)
+    heap.freeze_startup()
     yield
     await waiters.stop()
 

@@ -9,6 +9,7 @@ from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
+from api.grouping import Grouped
 from api.waiters import waiters
 from core import store
 from core.models import TERMINAL, EventKind, Execution, ExecutionEvent
@@ -17,8 +18,12 @@ from core.settings import settings
 EVENTS_PAGE = 500
 
 
+# Reads that arrive while others are under way are made together, in one SELECT.
+_reads_together = Grouped(store.get_executions, max_group=500)
+
+
 async def read(execution_id: str, owner: str) -> Execution:
-    return await run_in_threadpool(store.get_execution, execution_id, owner)
+    return await _reads_together((execution_id, owner))
 
 
 @dataclass

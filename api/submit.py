@@ -3,16 +3,21 @@
 The rows are committed before any message is sent, so a worker never races the INSERT.
 When the broker is down the submission is still accepted: the rows are the outbox. They
 are marked due at once, and the reaper publishes them as soon as the broker is back.
+
+Single submissions that arrive while others are being written are written together (see
+``api/grouping.py``): one transaction, one message per chunk, each answered on its own.
 """
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from api import metrics
 from api.catalog import catalog
+from api.grouping import Grouped
 from api.schemas import ExecutionCreate
 from core import queue, store
-from core.errors import BrokerUnavailable, InvalidRequest
+from core.errors import BrokerUnavailable, IdempotencyConflict, InvalidRequest
 from core.models import Execution, utcnow
 from core.settings import settings
 
@@ -22,6 +27,16 @@ log = logging.getLogger("agentq.api.submit")
 def submit(
     items: Sequence[ExecutionCreate], owner: str, *, idempotency_key: str | None = None, batch: bool = False
 ) -> list[store.Submitted]:
+    """Submit ``items`` in one transaction: one invalid item, and nothing is written."""
+    submitted = store.create_executions(prepare(items, owner, idempotency_key=idempotency_key, batch=batch))
+    publish(submitted)
+    return submitted
+
+
+def prepare(
+    items: Sequence[ExecutionCreate], owner: str, *, idempotency_key: str | None = None, batch: bool = False
+) -> list[store.NewExecution]:
+    """The rows to insert; raises the first item's problem that the catalog finds."""
     specs = []
     for index, item in enumerate(items):
         try:
@@ -45,7 +60,11 @@ def submit(
                 owner=owner,
             )
         )
-    submitted = store.create_executions(specs)
+    return specs
+
+
+def publish(submitted: Sequence[store.Submitted]) -> None:
+    """Send the new executions to the broker; if it is down, leave them to the reaper."""
     fresh: list[Execution] = [s.execution for s in submitted if s.created]
     deferred: set[str] = set()
     if fresh:
@@ -57,4 +76,45 @@ def submit(
             store.lease_unclaimed((e.id for e in fresh if e.id not in published), utcnow())
             log.warning("accepted %d executions for later publishing: %s", len(fresh) - len(published), exc)
     metrics.count_submissions(submitted, deferred)
-    return submitted
+
+
+@dataclass(frozen=True)
+class Single:
+    """One ``POST /v1/executions``."""
+
+    item: ExecutionCreate
+    owner: str
+    idempotency_key: str | None = None
+
+
+def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exception]:
+    """Submit independent requests together; each is answered with its execution or its error."""
+    outcomes: list[store.Submitted | Exception | None] = []  # None: answered once written
+    specs: list[store.NewExecution] = []
+    for single in singles:
+        try:
+            specs.append(prepare([single.item], single.owner, idempotency_key=single.idempotency_key)[0])
+            outcomes.append(None)
+        except InvalidRequest as exc:
+            outcomes.append(exc)
+    written: Sequence[store.Submitted | Exception] = []
+    try:
+        written = store.create_executions(specs) if specs else []
+    except IdempotencyConflict:  # one request's key: the others are not to fail with it
+        written = [_create_alone(spec) for spec in specs]
+    except Exception as exc:  # the database: every request written with the group fails alike
+        written = [exc] * len(specs)
+    publish([s for s in written if isinstance(s, store.Submitted)])
+    answers = iter(written)
+    return [next(answers) if outcome is None else outcome for outcome in outcomes]
+
+
+def _create_alone(spec: store.NewExecution) -> store.Submitted | Exception:
+    try:
+        return store.create_executions([spec])[0]
+    except IdempotencyConflict as exc:
+        return exc
+
+
+# At most one chunk of a batch: a group is then one broker message per queue and priority.
+submit_single = Grouped(submit_singles, max_group=settings.chunk_size)

@@ -195,9 +195,15 @@ class Stack:
 
     def start_api(self, workers: int = 2) -> Proc:
         port = free_port()
-        env = {**self.env, "AGENTQ_API_PORT": str(port), "AGENTQ_API_WORKERS": str(workers)}
+        # No access log: the anchors' servers wrote none either.
+        env = {
+            **self.env,
+            "AGENTQ_API_PORT": str(port),
+            "AGENTQ_API_WORKERS": str(workers),
+            "AGENTQ_API_ACCESS_LOG": "false",
+        }
         argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.main:app"]
-        argv += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"]
+        argv += ["--bind", f"127.0.0.1:{port}"]
         proc = self._start("api", argv, env)
         self.api_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(f"{self.api_url}/healthz").status_code == 200, 60, "the API")

@@ -104,6 +104,7 @@ def dict_config(fmt: str = "", level: str | int = "INFO", config: Settings | Non
     level_name = logging.getLevelName(level) if isinstance(level, int) else level.upper()
     handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "agentq"}
     own = {"handlers": ["default"], "propagate": False, "level": level_name}
+    access = {**own, "level": "INFO" if config.api_access_log else "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -118,10 +119,10 @@ def dict_config(fmt: str = "", level: str | int = "INFO", config: Settings | Non
         "root": {"handlers": ["default"], "level": level_name},
         "loggers": {
             "gunicorn.error": own,
-            "gunicorn.access": {**own, "level": "INFO"},
+            "gunicorn.access": access,
             "uvicorn": own,
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level_name},
-            "uvicorn.access": {**own, "level": "INFO"},
+            "uvicorn.access": access,
         },
     }
 

@@ -156,24 +156,24 @@ def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 
 def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     keys = {s.idempotency_key for s in specs if s.idempotency_key}
-    owners = {s.owner for s in specs}
-    assert len(owners) == 1, "one owner per submission"
     now = utcnow()
     # Not claimed by then, the reaper publishes it again: a crash between the commit and
     # the publish loses no execution.
     publish_by = now + timedelta(seconds=settings.queued_lease_s)
     with session_scope() as session:
-        known: dict[str, Execution] = {}
+        # Keys are per owner: (owner, key) -> its execution.
+        known: dict[tuple[str, str], Execution] = {}
         if keys:
+            owners = {s.owner for s in specs if s.idempotency_key}
             rows = session.scalars(
                 select(Execution).where(Execution.owner.in_(owners), Execution.idempotency_key.in_(keys))
             )
-            known = {row.idempotency_key: row for row in rows if row.idempotency_key}
+            known = {(row.owner, row.idempotency_key): row for row in rows if row.idempotency_key}
         out: list[Submitted] = []
         for spec in specs:
             key = spec.idempotency_key
-            if key and key in known:
-                row = known[key]
+            if key and (spec.owner, key) in known:
+                row = known[(spec.owner, key)]
                 if not _same_request(row, spec):
                     raise IdempotencyConflict(
                         f"Idempotency-Key {key!r} was used for a different request "
@@ -183,7 +183,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
                 continue
             row = _new_row(spec, now, publish_by)
             if key:
-                known[key] = row
+                known[(spec.owner, key)] = row
             out.append(Submitted(row))
         fresh = [s.execution for s in out if s.created]
         if fresh:
@@ -234,11 +234,23 @@ def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | No
 
 def get_execution(execution_id: str, owner: str) -> Execution:
     """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
+    (found,) = get_executions([(execution_id, owner)])
+    if isinstance(found, ExecutionNotFound):
+        raise found
+    return found
+
+
+def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
     with session_scope() as session:
-        row = session.get(Execution, execution_id)
-    if row is None or row.owner != owner:
-        raise ExecutionNotFound(execution_id)
-    return row
+        rows = {
+            row.id: row
+            for row in session.scalars(select(Execution).where(Execution.id.in_({i for i, _ in wanted})))
+        }
+    return [
+        row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
+        for i, owner in wanted
+    ]
 
 
 def list_executions(

@@ -16,7 +16,7 @@ from kombu.transport import redis as kombu_redis
 import tasks.executions  # noqa: F401  (registers the tasks)
 import tasks.maintenance  # noqa: F401
 from beat_schedule import beat_schedule
-from core import logs, store
+from core import heap, logs, store
 from core.queue import app
 from core.settings import settings
 from workers import metrics
@@ -53,6 +53,7 @@ def publish_catalog(**_: Any) -> None:
     entries = registry().catalog(settings.default_queue)
     store.publish_catalog(entries)
     runtime()  # start the loop before the first message
+    heap.freeze_startup()
     log.info("published %d plugin commands", len(entries))
 
 

@@ -1,13 +1,12 @@
 """``POST /api/agent/execute``: the slash-command interface, run on the queue."""
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 
 from api import polling
 from api.auth import OwnerDep
 from api.catalog import catalog
 from api.schemas import AgentExecute, AgentResult, ExecutionCreate
-from api.submit import submit
+from api.submit import Single, submit_single
 from core.errors import UnknownCommand
 from core.models import ExecutionStatus
 from core.settings import settings
@@ -32,7 +31,7 @@ async def execute_agent(request: AgentExecute, response: Response, owner: OwnerD
         )
     entry = owners[0]
     item = ExecutionCreate(plugin=entry.plugin, command=entry.command, params=request.params)
-    (submitted,) = await run_in_threadpool(submit, [item], owner)
+    submitted = await submit_single(Single(item, owner))
     row = await polling.wait_terminal(submitted.execution.id, owner, settings.compat_wait_s)
     success = row.status is ExecutionStatus.SUCCEEDED
     if not row.status.terminal:

@@ -15,7 +15,7 @@ from api.schemas import (
     ExecutionsPublic,
     IdempotencyKey,
 )
-from api.submit import submit
+from api.submit import Single, submit, submit_single
 from core import notify, store
 from core.models import Execution, ExecutionStatus
 from core.settings import settings
@@ -24,14 +24,14 @@ router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
 
 @router.post("", status_code=202)
-def create_execution(
+async def create_execution(
     execution_in: ExecutionCreate,
     response: Response,
     owner: OwnerDep,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> ExecutionPublic:
     """Queue an agent execution; an `Idempotency-Key` seen before returns its execution."""
-    (submitted,) = submit([execution_in], owner, idempotency_key=idempotency_key)
+    submitted = await submit_single(Single(execution_in, owner, idempotency_key))
     response.headers["Location"] = f"/v1/executions/{submitted.execution.id}"
     if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"

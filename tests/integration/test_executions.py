@@ -1,8 +1,11 @@
 """Submit over HTTP, run on a real Celery worker, poll the result from MySQL."""
 
+import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import redis
 
 from core import queue, store
@@ -280,3 +283,31 @@ def test_simulate_crash_kills_the_worker_process(stack: Stack) -> None:
     assert worker.popen.returncode == -9  # SIGKILL: no warm shutdown, no ack
     row = stack.get(submitted.execution.id)
     assert (row["status"], row["attempts"]) == ("running", 1)
+
+
+def test_concurrent_single_posts_are_answered_each_on_its_own(stack: Stack) -> None:
+    """Singles that arrive together are written together: each still gets its own answer,
+    an error of one fails none of the others, and every accepted one runs."""
+    key = f"together-{time.time_ns()}"
+    stack.submit("echo", "echo", {"n": -1}, idempotency_key=key)
+    bodies: list[tuple[dict[str, Any], dict[str, str]]] = [
+        ({"plugin": "echo", "command": "echo", "params": {"n": i}}, {}) for i in range(40)
+    ]
+    bodies[7] = ({"plugin": "echo", "command": "echo", "params": {"n": "other"}}, {"Idempotency-Key": key})
+    bodies[13] = ({"plugin": "simulate", "command": "run", "params": {"sleep_s": "soon"}}, {})
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.client.headers) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/executions", json=body, headers=headers) for body, headers in bodies)
+            )
+
+    answers = asyncio.run(post_all())
+
+    assert answers[7].status_code == 409 and key in answers[7].json()["detail"]
+    assert answers[13].status_code == 422 and answers[13].json()["errors"][0]["loc"][-1] == "sleep_s"
+    accepted = [a.json() for i, a in enumerate(answers) if i not in (7, 13)]
+    assert [a.status_code for i, a in enumerate(answers) if i not in (7, 13)] == [202] * 38
+    assert [e["params"]["n"] for e in accepted] == [i for i in range(40) if i not in (7, 13)]
+    assert len({e["id"] for e in accepted}) == 38
+    assert {stack.wait(e["id"])["status"] for e in accepted} == {"succeeded"}

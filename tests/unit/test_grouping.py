@@ -1,0 +1,81 @@
+"""Group commit: calls that arrive during a serve are served together, each answered alone."""
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from api.grouping import Grouped
+
+
+def test_calls_arriving_during_a_serve_share_the_next_one() -> None:
+    groups: list[list[int]] = []
+    first_started = threading.Event()
+    release_first = threading.Event()
+
+    def serve(items: Sequence[int]) -> list[int | Exception]:
+        groups.append(list(items))
+        if len(groups) == 1:
+            first_started.set()
+            release_first.wait(5)
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+    async def scenario() -> list[int | BaseException]:
+        grouped = Grouped(serve, max_group=3)
+        first = asyncio.ensure_future(grouped(0))
+        await asyncio.to_thread(first_started.wait, 5)
+        rest = [asyncio.ensure_future(grouped(i)) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release_first.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+
+    assert groups == [[0], [1, 2, 3], [4, 5]]
+    assert [a if isinstance(a, int) else str(a) for a in answers] == [0, "odd 1", 20, "odd 3", 40, "odd 5"]
+
+
+def test_a_serve_that_fails_fails_each_call_of_its_group_and_not_the_next() -> None:
+    calls = 0
+
+    def serve(items: Sequence[str]) -> list[str | Exception]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database gone")
+        return [item.upper() for item in items]
+
+    async def scenario() -> tuple[BaseException | str, str]:
+        grouped = Grouped(serve, max_group=10)
+        failed = await asyncio.gather(grouped("a"), return_exceptions=True)
+        return failed[0], await grouped("b")
+
+    failed, served = asyncio.run(scenario())
+
+    assert isinstance(failed, ConnectionError)
+    assert served == "B"
+
+
+def test_a_cancelled_caller_leaves_its_group_served() -> None:
+    served: list[str] = []
+    started = threading.Event()
+
+    def serve(items: Sequence[str]) -> list[str | Exception]:
+        started.set()
+        threading.Event().wait(0.1)
+        served.extend(items)
+        return list(items)
+
+    async def scenario() -> None:
+        grouped = Grouped(serve, max_group=10)
+        call = asyncio.ensure_future(grouped("kept"))
+        await asyncio.to_thread(started.wait, 5)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await grouped("next") == "next"
+
+    asyncio.run(scenario())
+
+    assert served == ["kept", "next"]
