@@ -21,7 +21,7 @@ BENCH_DATABASE = f"{make_url(DATABASE_URL).database}_bench"
 
 # Tiny runs; each benchmark starts its own API and worker on its own database.
 RUNS = {
-    "throughput": ["--n", "20", "--single-n", "10"],
+    "throughput": ["--n", "20", "--single-s", "1"],
     "io_concurrency": ["--n", "20", "--concurrency", "64"],
     "submit": ["--n", "20", "--duration", "1"],
     "poll": ["--n", "20", "--duration", "2", "--window", "1"],
