@@ -2,7 +2,8 @@
 
     python -m bench.memory [--n 8000]   # the issue's figure: --n 100000
 
-The first sample is taken after a warm-up of 1,000 executions; then one per chunk.
+The first sample is taken after a warm-up of one chunk (1,000 executions at least), so
+that it sees the worker at the concurrency of the chunks that follow; then one per chunk.
 """
 
 import psutil
@@ -17,7 +18,7 @@ def main() -> None:
     parser = arguments(__doc__ or "", n=8000)
     parser.add_argument("--chunk", type=int, default=1000, help="executions between samples")
     args = parser.parse_args()
-    report = Report("memory", {"n": args.n, "warm_up": WARM_UP, "chunk": args.chunk})
+    report = Report("memory", {"n": args.n, "warm_up": max(WARM_UP, args.chunk), "chunk": args.chunk})
     samples: list[tuple[int, int]] = []
     with stack(args.database, args.loglevel) as st:
         st.start_api()
@@ -25,7 +26,8 @@ def main() -> None:
         st.wait_for_plugins("echo")
         done = 0
         with st.client(timeout=120) as client:
-            for count in [min(WARM_UP, args.n), *chunks(args.n, args.chunk)]:
+            warm_up = min(max(WARM_UP, args.chunk), args.n)
+            for count in [warm_up, *chunks(args.n, args.chunk)]:
                 submit_batches(client, count, ECHO)
                 done += count
                 st.wait_terminal(done, 900, "executions", interval_s=0.1)
