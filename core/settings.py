@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     api_workers: Annotated[int, Field(ge=1, le=256)] = 2
     api_max_requests: Annotated[int, Field(ge=0)] = 100_000
     api_max_requests_jitter: Annotated[int, Field(ge=0)] = 10_000
-    # One log line per request; off where a load balancer logs them already (it costs
-    # about a tenth of the API's CPU under load).
+    # One log line per request (formatted and written on the request's CPU); off where a
+    # load balancer logs them already.
     api_access_log: bool = True
     api_graceful_timeout_s: Annotated[float, Field(gt=0)] = 65.0
     # A worker whose resident memory exceeds this after a task shuts down warmly (running
