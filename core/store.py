@@ -404,13 +404,18 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
     now = utcnow()
     with session_scope() as session:
         # Locked in id order, so that two writers never lock the same rows in opposite orders.
-        current = session.execute(
-            select(Execution.id, Execution.status, Execution.attempts, Execution.last_event_seq,
-                   Execution.log_lines, Execution.progress)
-            .where(Execution.id.in_(list(by_id)))
-            .order_by(Execution.id)
-            .with_for_update()
-        ).all()  # fmt: skip
+        # Core, not the ORM: plain columns need none of its loading machinery.
+        t = _EXECUTIONS.c
+        current = (
+            session.connection()
+            .execute(
+                select(t.id, t.status, t.attempts, t.last_event_seq, t.log_lines, t.progress)
+                .where(t.id.in_(list(by_id)))
+                .order_by(t.id)
+                .with_for_update()
+            )
+            .all()
+        )
         columns: dict[str, dict[str, Any]] = defaultdict(dict)
         events = []
         for row in current:
