@@ -79,10 +79,10 @@ _memory_exceeded = False
 @task_postrun.connect
 def after_task(**_: Any) -> None:
     global _memory_exceeded
+    heap.trim_if_due()
     # Celery's worker_max_memory_per_child only applies to the prefork pool; with threads the
     # process itself must go: a warm shutdown (running executions finish or are handed back),
     # then the supervisor (compose `restart:`, systemd `Restart=always`) starts a fresh one.
-    heap.trim_if_due()
     rss = metrics.over_memory_limit(settings.worker_max_memory_mb)
     if rss is not None and not _memory_exceeded:
         _memory_exceeded = True
