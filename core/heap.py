@@ -22,10 +22,26 @@ def freeze_startup() -> None:
 
 
 @cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc(function: str) -> Callable[..., int] | None:
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
-    return getattr(libc, "malloc_trim", None)  # glibc only
+    return getattr(libc, function, None)  # glibc only
+
+
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value
+
+
+def fix_mmap_threshold() -> None:
+    """Keep allocations of 128 KiB and more in their own mappings, returned when freed.
+
+    glibc raises the threshold each time such a block is freed (up to 32 MiB), after
+    which large transient buffers (a group's INSERT, a message body) come from the arenas
+    and leave them bigger. Set once, early: a fixed value turns that adjustment off.
+    """
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 _last_trim = float("-inf")
@@ -39,7 +55,7 @@ def trim_if_due(every_s: float = 10.0) -> None:
     executions with no Python object growing; trimmed, 10–14 %. A trim takes a few ms.
     """
     global _last_trim
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim")
     if trim is not None and time.monotonic() - _last_trim >= every_s:
         _last_trim = time.monotonic()
         trim(0)
