@@ -86,7 +86,8 @@ def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() + delay_s > deadline:
                 raise DatabaseUnavailable(f"The database stayed unreachable: {exc}") from exc
-            log.warning("database unreachable, retrying %s in %.1fs: %s", fn.__name__, delay_s, exc)
+            # An outage, or a deadlock with another writer of the same rows: both pass.
+            log.warning("database error, retrying %s in %.1fs: %s", fn.__name__, delay_s, exc)
             time.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
 
