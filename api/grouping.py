@@ -21,6 +21,8 @@ class Grouped(Generic[T, R]):
 
     ``serve`` runs in the thread pool and answers each item of its group in order, with
     its result or the exception that item raises; the group is at most ``max_group``.
+    A call is always served by a ``serve`` that starts after the call was made, never by
+    one already under way: what it reads is at least as new as the call.
     """
 
     def __init__(self, serve: Callable[[Sequence[T]], Sequence[R | Exception]], max_group: int) -> None:

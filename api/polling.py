@@ -4,8 +4,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from dataclasses import dataclass
-from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +16,8 @@ from core.settings import settings
 EVENTS_PAGE = 500
 
 
-# Reads that arrive while others are under way are made together, in one SELECT.
+# Reads that arrive while others are under way are made together, in one SELECT that
+# starts after each of them arrived: the long-polls a change wakes share one fresh read.
 _reads_together = Grouped(store.get_executions, max_group=500)
 
 
@@ -26,50 +25,22 @@ async def read(execution_id: str, owner: str) -> Execution:
     return await _reads_together((execution_id, owner))
 
 
-@dataclass
-class _Read:
-    started: float
-    row: "asyncio.Future[Execution]"
-
-
-# Reads in flight, by (execution, owner): the long-polls a change wakes share one query.
-_reads: dict[tuple[str, str], _Read] = {}
-
-
-async def read_since(execution_id: str, owner: str, since: float) -> Execution:
-    """The row as read by a query that started at ``since`` or later; a query already
-    under way from then on is shared, not repeated."""
-    key = (execution_id, owner)
-    shared = _reads.get(key)
-    if shared is None or shared.started < since:
-        shared = _Read(time.monotonic(), asyncio.ensure_future(read(execution_id, owner)))
-        _reads[key] = shared
-        shared.row.add_done_callback(partial(_forget, key, shared))
-    return await asyncio.shield(shared.row)
-
-
-def _forget(key: tuple[str, str], done: _Read, _: object) -> None:
-    if _reads.get(key) is done:
-        del _reads[key]
-
-
 async def wait_terminal(execution_id: str, owner: str, wait_s: float) -> Execution:
     """The execution once terminal, or as it is when ``wait_s`` runs out.
 
     Reads the row once, then again only when a notification says it changed; the
-    long-polls of one execution woken together share that read.
+    long-polls woken together share that read.
     """
     deadline = time.monotonic() + wait_s
     with waiters.watch(execution_id) as changed:
-        row = await read_since(execution_id, owner, changed.at)
+        row = await read(execution_id, owner)
         while not row.status.terminal and (left := deadline - time.monotonic()) > 0:
             try:
                 await asyncio.wait_for(changed.wait(), left)
             except TimeoutError:
                 break
             changed.clear()
-            # A read that started before the change was announced may predate it: not shared.
-            row = await read_since(execution_id, owner, changed.at)
+            row = await read(execution_id, owner)
     return row
 
 

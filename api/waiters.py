@@ -6,7 +6,6 @@ when a waiter wakes, so a thousand idle long-polls cost nothing.
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -18,21 +17,9 @@ from core.notify import CHANNEL
 log = logging.getLogger("agentq.api.waiters")
 
 
-class Changed(asyncio.Event):
-    """Set when the execution changed; ``at`` is when this process learned of it (monotonic)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.at = time.monotonic()
-
-    def notify(self) -> None:
-        self.at = time.monotonic()
-        self.set()
-
-
 class Waiters:
     def __init__(self) -> None:
-        self._events: dict[str, set[Changed]] = defaultdict(set)
+        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     def start(self, redis_url: str) -> None:
@@ -46,9 +33,9 @@ class Waiters:
                 await self._task
 
     @contextmanager
-    def watch(self, execution_id: str) -> Iterator[Changed]:
+    def watch(self, execution_id: str) -> Iterator[asyncio.Event]:
         """An event set whenever ``execution_id`` changes, while the block runs."""
-        event = Changed()
+        event = asyncio.Event()
         self._events[execution_id].add(event)
         try:
             yield event
@@ -61,7 +48,7 @@ class Waiters:
 
     def _wake(self, execution_id: str) -> None:
         for event in self._events.get(execution_id, ()):
-            event.notify()
+            event.set()
 
     def _wake_all(self) -> None:
         # After a reconnect, messages may have been missed: let every waiter re-read.

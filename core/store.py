@@ -185,11 +185,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
             if key:
                 known[(spec.owner, key)] = row
             out.append(Submitted(row))
-        fresh = [s.execution for s in out if s.created]
-        if fresh:
-            # Core executemany: one multi-row INSERT per table, no unit-of-work bookkeeping.
-            session.connection().execute(insert(_EXECUTIONS), [_columns(row) for row in fresh])
-            _insert_events(session, [_queued_event(row) for row in fresh])
+        _insert_new(session, [s.execution for s in out if s.created])
         return out
 
 
@@ -214,6 +210,14 @@ def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Executi
         last_event_seq=1,
         log_lines=0,
     )
+
+
+def _insert_new(session: Session, rows: Sequence[Execution]) -> None:
+    """New executions and their ``queued`` events: one multi-row INSERT per table (Core
+    executemany, no unit-of-work bookkeeping)."""
+    if rows:
+        session.connection().execute(insert(_EXECUTIONS), [_columns(row) for row in rows])
+        _insert_events(session, [_queued_event(row) for row in rows])
 
 
 def _columns(row: Execution) -> dict[str, Any]:
@@ -654,9 +658,7 @@ def _fire(
             return []
         now = utcnow()
         rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
-        session.add_all(rows)
-        session.flush()  # the rows before their events
-        _insert_events(session, [_queued_event(row) for row in rows])
+        _insert_new(session, rows)
     return rows
 
 

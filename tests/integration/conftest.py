@@ -112,6 +112,11 @@ class Stack:
         self.extra.append(proc)
         return proc
 
+    def stop(self, proc: Proc) -> None:
+        """Stop a process started by the test before the session ends."""
+        proc.stop()
+        self.extra.remove(proc)
+
     def start_beat(self, name: str, **env: str) -> Proc:
         proc = start_beat(child_env(self.env, **BEAT_ENV, **env), self.log_dir, name)
         self.extra.append(proc)

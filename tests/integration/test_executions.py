@@ -136,9 +136,12 @@ def test_cancel_queued_never_starts(stack: Stack, tmp_path: Path) -> None:
 
     cancelled = stack.client.post(f"/v1/executions/{created['id']}/cancel").json()
     worker = stack.start_worker("parked-worker", queues="agentq.parked")
-    wait_until(
-        lambda: f"{created['id']}] succeeded" in worker.log(), 60, "the parked worker to take the message"
-    )
+    try:
+        wait_until(
+            lambda: f"{created['id']}] succeeded" in worker.log(), 60, "the parked worker to take the message"
+        )
+    finally:
+        stack.stop(worker)  # other tests rely on the parked queue having no worker
 
     assert cancelled["status"] == "cancelled"
     assert not runs.exists()
