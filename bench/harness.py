@@ -72,9 +72,23 @@ def mysql_questions(conn: pymysql.connections.Connection) -> int:
     return int(row[1]) if row else 0
 
 
+def python_speed_ms() -> float:
+    """Milliseconds one core takes for a million iterations of a pure-Python loop (best of
+    three): how fast this machine runs Python, so figures of different machines compare."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(1000 * best, 1)
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
+        "python_loop_ms": python_speed_ms(),
         "loadavg": list(os.getloadavg()),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -113,7 +127,10 @@ class Report:
 
     def finish(self, results_dir: Path) -> Path:
         after = machine()
-        table = Table(title=f"bench.{self.name} — {after['cpu_count']} cores, load {self._load(after)}")
+        table = Table(
+            title=f"bench.{self.name} — {after['cpu_count']} cores, load {self._load(after)}, "
+            f"Python loop {after['python_loop_ms']} ms (see python_speed_ms)"
+        )
         for column in ("figure", "value", "baseline", "ratio", "target", "met"):
             table.add_column(column, justify="left" if column in ("figure", "target") else "right")
         for row in self.rows:

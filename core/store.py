@@ -170,6 +170,7 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
             )
             known = {(row.owner, row.idempotency_key): row for row in rows if row.idempotency_key}
         out: list[Submitted] = []
+        new: list[dict[str, Any]] = []  # the columns of the rows to insert
         for spec in specs:
             key = spec.idempotency_key
             if key and (spec.owner, key) in known:
@@ -181,51 +182,51 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
                     )
                 out.append(Submitted(row, created=False))
                 continue
-            row = _new_row(spec, now, publish_by)
+            values = _new_values(spec, now, publish_by)
+            new.append(values)
+            row = Execution(**values)
             if key:
                 known[(spec.owner, key)] = row
             out.append(Submitted(row))
-        _insert_new(session, [s.execution for s in out if s.created])
+        _insert_new(session, new)
         return out
 
 
-def _new_row(spec: NewExecution, now: datetime, publish_by: datetime) -> Execution:
-    return Execution(
-        id=new_id(),
-        owner=spec.owner,
-        plugin=spec.plugin,
-        command=spec.command,
-        params=spec.params,
-        queue=spec.queue,
-        status=S.QUEUED,
-        attempts=0,
-        max_retries=spec.max_retries,
-        priority=spec.priority,
-        timeout_s=spec.timeout_s,
-        schedule_id=spec.schedule_id,
-        slot_at=spec.slot_at,
-        idempotency_key=spec.idempotency_key,
-        created_at=now,
-        lease_expires_at=publish_by,
-        last_event_seq=1,
-        log_lines=0,
-    )
+def _new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[str, Any]:
+    """The columns of a new execution: inserted as they are, and the ORM row built from them."""
+    return {
+        "id": new_id(),
+        "owner": spec.owner,
+        "plugin": spec.plugin,
+        "command": spec.command,
+        "params": spec.params,
+        "queue": spec.queue,
+        "status": S.QUEUED,
+        "attempts": 0,
+        "max_retries": spec.max_retries,
+        "priority": spec.priority,
+        "timeout_s": spec.timeout_s,
+        "schedule_id": spec.schedule_id,
+        "slot_at": spec.slot_at,
+        "idempotency_key": spec.idempotency_key,
+        "created_at": now,
+        "lease_expires_at": publish_by,
+        "last_event_seq": 1,
+        "log_lines": 0,
+    }
 
 
-def _insert_new(session: Session, rows: Sequence[Execution]) -> None:
-    """New executions and their ``queued`` events: one multi-row INSERT per table (Core
-    executemany, no unit-of-work bookkeeping)."""
-    if rows:
-        session.connection().execute(insert(_EXECUTIONS), [_columns(row) for row in rows])
-        _insert_events(session, [_queued_event(row) for row in rows])
+def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
+    """New executions (their columns) and their ``queued`` events: one multi-row INSERT per
+    table (Core executemany of plain dicts: no unit of work, no attribute reads)."""
+    if new:
+        session.connection().execute(insert(_EXECUTIONS), new)
+        _insert_events(session, [_queued_event(values) for values in new])
 
 
-def _columns(row: Execution) -> dict[str, Any]:
-    return {column.key: getattr(row, column.key) for column in _EXECUTIONS.columns}
-
-
-def _queued_event(row: Execution) -> dict[str, Any]:
-    return _event_values(row.id, 1, NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at))
+def _queued_event(new: dict[str, Any]) -> dict[str, Any]:
+    queued = NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, new["created_at"])
+    return _event_values(new["id"], 1, queued)
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -657,9 +658,9 @@ def _fire(
         ):
             return []
         now = utcnow()
-        rows = [_new_row(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
-        _insert_new(session, rows)
-    return rows
+        new = [_new_values(spec, now, now + timedelta(seconds=settings.queued_lease_s)) for spec in specs]
+        _insert_new(session, new)
+    return [Execution(**values) for values in new]
 
 
 # -- maintenance -------------------------------------------------------------------

@@ -25,7 +25,7 @@ RUNS = {
     "io_concurrency": ["--n", "20", "--concurrency", "64"],
     "submit": ["--n", "20", "--duration", "1"],
     "poll": ["--n", "20", "--duration", "2", "--window", "1"],
-    "memory": ["--n", "20", "--chunk", "10"],
+    "memory": ["--n", "20", "--chunk", "10", "--warm-up", "20"],
 }
 
 
