@@ -1,6 +1,8 @@
 """A Celery worker with a stack sampler: ``python -m bench.profiled_worker OUT -- <celery args>``.
 
-py-spy cannot read this interpreter here ("Failed to find python version"), yappi hangs
+For on-CPU time, py-spy 0.4 (``pip install py-spy``) reads these processes from outside:
+``py-spy record --gil -f raw --pid PID`` (``--subprocesses`` on gunicorn's master) samples
+only the thread that holds the GIL. This launcher gives the wall-clock view: yappi hangs
 the worker's event loop, and the worker runs tasks on pool threads, which cProfile and
 pyinstrument do not follow. So a thread samples every other thread's Python stack
 (``sys._current_frames``) ``RATE_HZ`` times a second; on exit (SIGTERM: warm shutdown) the
