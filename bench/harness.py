@@ -118,7 +118,7 @@ class Report:
     params: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    machine_before: dict[str, Any] = field(default_factory=machine)
+    loadavg_before: list[float] = field(default_factory=lambda: list(os.getloadavg()))
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -129,7 +129,7 @@ class Report:
         after = machine()
         table = Table(
             title=f"bench.{self.name} — {after['cpu_count']} cores, load {self._load(after)}, "
-            f"Python loop {after['python_loop_ms']} ms (see python_speed_ms)"
+            f"Python loop {after['python_loop_ms']} ms"
         )
         for column in ("figure", "value", "baseline", "ratio", "target", "met"):
             table.add_column(column, justify="left" if column in ("figure", "target") else "right")
@@ -150,7 +150,7 @@ class Report:
         document = {
             "name": self.name,
             "params": self.params,
-            "machine": {**after, "loadavg_before": self.machine_before["loadavg"]},
+            "machine": {**after, "loadavg_before": self.loadavg_before},
             "rows": [{**asdict(r), "ratio": r.ratio} for r in self.rows],
             "notes": self.notes,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

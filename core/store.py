@@ -224,9 +224,9 @@ def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
         _insert_events(session, [_queued_event(values) for values in new])
 
 
-def _queued_event(new: dict[str, Any]) -> dict[str, Any]:
-    queued = NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, new["created_at"])
-    return _event_values(new["id"], 1, queued)
+def _queued_event(values: dict[str, Any]) -> dict[str, Any]:
+    queued = NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, values["created_at"])
+    return _event_values(values["id"], 1, queued)
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
