@@ -12,6 +12,27 @@ from bench.harness import ADMIN_KEY
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
+# A constant request rate, spread evenly: each wrk thread hands its idle connections
+# start times one interval apart on its own clock (LuaJIT's FFI), instead of a fixed
+# pause after each answer, which would fire the connections in bursts and lower the rate
+# by the latency. A thread more than a second behind its schedule starts over from now.
+_PACED = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } agentq_timespec;
+int clock_gettime(int clock, agentq_timespec *tp);
+]]
+local ts = ffi.new("agentq_timespec")
+local next_ms = nil
+function delay()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  local now = tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  if next_ms == nil or next_ms < now - 1000 then next_ms = now end
+  next_ms = next_ms + INTERVAL_MS
+  return math.max(0, math.floor(next_ms - now))
+end
+"""
+
 
 @dataclass
 class WrkResult:
@@ -41,16 +62,16 @@ def run(
     duration_s: int,
     method: str = "GET",
     body: object | None = None,
-    delay_ms: int = 0,
+    rate_per_s: float | None = None,
     threads: int = 2,
 ) -> WrkResult:
-    """``wrk --latency`` against ``url``; ``delay_ms`` paces each connection (see ``delay()``)."""
+    """``wrk --latency`` against ``url``: as fast as it goes, or at ``rate_per_s``."""
     script = f"""
 wrk.method = "{method}"
 wrk.headers["Authorization"] = "Bearer {ADMIN_KEY}"
 wrk.headers["Content-Type"] = "application/json"
 {f"wrk.body = [[{json.dumps(body)}]]" if body is not None else ""}
-{f"function delay() return {delay_ms} end" if delay_ms else ""}
+{_PACED.replace("INTERVAL_MS", str(threads * 1000 / rate_per_s)) if rate_per_s else ""}
 """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "script.lua"

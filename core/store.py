@@ -312,33 +312,49 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
     return row
 
 
-def claim(execution_ids: Sequence[str], attempt: int, worker: str, lease_s: float) -> list[Execution]:
-    """Take executions for this attempt, in one transaction; those another delivery already
-    took are left out.
+def claim(
+    messages: Sequence[tuple[Sequence[str], int]], worker: str, lease_s: float
+) -> list[list[Execution]]:
+    """Take the executions of messages, each ``(ids, attempt)``, in one transaction; returns
+    the rows each message took. Those another delivery (or an earlier message of the same
+    call) already took are left out.
 
-    Claimable: queued/retrying at exactly this attempt count (so a duplicate message
-    finds attempts already moved on), or running under a lease that has expired (its
-    worker died; the lost run counts as an attempt). The rows are locked as they are read,
-    so the UPDATE changes exactly the rows returned.
+    Claimable: queued/retrying at exactly the message's attempt count (so a duplicate
+    message finds attempts already moved on), or running under a lease that has expired
+    (its worker died; the lost run counts as an attempt). The rows are locked as they are
+    read, so the UPDATE changes exactly the rows returned.
     """
     now = utcnow()
     with session_scope() as session:
-        rows = list(
-            session.scalars(
+        found = {
+            row.id: row
+            for row in session.scalars(
                 select(Execution)
                 .where(
-                    Execution.id.in_(set(execution_ids)),
+                    Execution.id.in_({i for ids, _ in messages for i in ids}),
                     or_(
-                        and_(Execution.status.in_(_CLAIMABLE), Execution.attempts == attempt),
+                        and_(
+                            Execution.status.in_(_CLAIMABLE),
+                            Execution.attempts.in_({attempt for _, attempt in messages}),
+                        ),
                         and_(Execution.status == S.RUNNING, Execution.lease_expires_at < now),
                     ),
                 )
                 .order_by(Execution.id)
                 .with_for_update()
             )
-        )
+        }
+        taken = [
+            [
+                found.pop(i)
+                for i in dict.fromkeys(ids)
+                if i in found and (found[i].status is S.RUNNING or found[i].attempts == attempt)
+            ]
+            for ids, attempt in messages
+        ]
+        rows = [row for message_rows in taken for row in message_rows]
         if not rows:
-            return []
+            return taken
         session.expunge_all()  # the rows become plain values: the UPDATE below writes them
         lease_expires_at = now + timedelta(seconds=lease_s)
         session.execute(
@@ -365,7 +381,7 @@ def claim(execution_ids: Sequence[str], attempt: int, worker: str, lease_s: floa
             running = status_event(S.RUNNING, attempt=row.attempts, worker=worker)
             events.append(_event_values(row.id, row.last_event_seq, running))
         _insert_events(session, events)
-        return rows
+        return taken
 
 
 def _running_attempt(execution_id: str, attempt: int) -> Any:

@@ -1,11 +1,12 @@
 """Runs executions inside a worker process: claim, run the plugin, record the outcome.
 
-A message carries one or many executions (a chunk of a batch). They are claimed in
-one transaction and run side by side: every async command on the process's one event
-loop, so a single worker process holds many I/O-bound executions at once; sync
-commands on a thread pool (a lone one on the Celery pool thread that delivered it).
-As runs end, one recorder thread writes their outcomes, those that ended together in
-one transaction; the message is acked once all of its outcomes are written. The loop
+A message carries one or many executions (a chunk of a batch). One claimer thread
+claims them, with those of the messages that arrived meanwhile, in one transaction; they
+run side by side: every async command on the process's one event loop, so a single
+worker process holds many I/O-bound executions at once; sync commands on a thread pool
+(a lone one on the Celery pool thread that delivered it). As runs end, one recorder
+thread writes their outcomes, those that ended together in one transaction; the message
+is acked once all of its outcomes are written. The loop
 also drives the timers (timeouts), the heartbeat (lease renewal, cancellation checks)
 and progress flushing.
 
@@ -29,11 +30,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
-from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -44,6 +43,7 @@ from core.errors import AgentqError, BrokerUnavailable, DatabaseUnavailable, Plu
 from core.models import EventKind, Execution, ExecutionStatus, utcnow
 from core.settings import settings
 from workers import metrics
+from workers.grouping import GroupingThread
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
 
@@ -54,8 +54,9 @@ HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a ru
 # Every progress update of an attempt goes to the event log up to this many; past it,
 # only the newest one per heartbeat.
 PROGRESS_EVENTS_KEPT = 1000
-# Most outcomes written in one transaction.
+# Most outcomes written in one transaction, and most messages claimed in one.
 RECORD_GROUP_MAX = 500
+CLAIM_GROUP_MAX = 20
 
 
 Ran = tuple[ExecutionStatus, Any, BaseException | None]  # how a command ended: status, value, error
@@ -217,12 +218,15 @@ class Runtime:
         # Sync commands of a many-execution message run here, side by side.
         self._sync_threads = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="agentq-sync")
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
-        self._ended_runs: SimpleQueue[tuple[Attempt, Ran, Future[str]]] = SimpleQueue()
-        self._recorder = threading.Thread(target=self._record_ended, name="agentq-recorder", daemon=True)
+        # Claims of messages that arrive together share a transaction, and so do the
+        # outcomes of attempts that end together.
+        self._claimer = GroupingThread("agentq-claimer", self._claim, CLAIM_GROUP_MAX)
+        self._recorder = GroupingThread("agentq-recorder", self._record, RECORD_GROUP_MAX)
         self._last_renewal = 0.0
 
     def start(self) -> None:
         self._thread.start()
+        self._claimer.start()
         self._recorder.start()
         asyncio.run_coroutine_threadsafe(self._heartbeat(), self.loop)
         # Start the sync threads now: started on demand, in the middle of a burst, each
@@ -248,14 +252,13 @@ class Runtime:
 
         Raises ``DatabaseUnavailable`` when the claim cannot reach the database.
         """
-        rows = with_db_retry(store.claim, execution_ids, attempt, self.worker, settings.lease_s)
+        rows = self._claimer.submit((execution_ids, attempt)).result()
         statuses = dict.fromkeys(execution_ids, "skipped")
         if len(rows) < len(statuses):
             skipped = statuses.keys() - {row.id for row in rows}
             log.info("skip %s: already claimed or finished", " ".join(sorted(skipped)))
         if not rows:
             return statuses
-        notify.publish_many((row.id, S.RUNNING) for row in rows)
         runs = [Attempt(row, self) for row in rows]
         self._running.update((run.id, run) for run in runs)
         timers = self._on_loop(
@@ -271,35 +274,23 @@ class Runtime:
                 self._running.pop(run.id, None)
         return statuses
 
+    def _claim(self, messages: list[tuple[list[str], int]]) -> list[list[Execution]]:
+        """The claimer thread: claim the executions of messages (ids, attempt) together."""
+        claimed = with_db_retry(store.claim, messages, self.worker, settings.lease_s)
+        notify.publish_many((row.id, S.RUNNING) for rows in claimed for row in rows)
+        return claimed
+
     def _recorded(self, run: Attempt, running: "Future[Ran]") -> "Future[str]":
         """The status recorded for ``run`` once it has ended and the recorder wrote it."""
-        status: Future[str] = Future()
+        recorded: Future[Future[str]] = Future()
 
         def ended(done: Future[Ran]) -> None:
             error = done.exception()
-            self._ended_runs.put((run, done.result() if error is None else (S.FAILED, None, error), status))
+            ran = done.result() if error is None else (S.FAILED, None, error)
+            recorded.set_result(self._recorder.submit((run, ran)))
 
         running.add_done_callback(ended)
-        return status
-
-    def _record_ended(self) -> None:
-        """The recorder thread: attempts that ended while it wrote the previous group go
-        into the next one, so a busy worker writes many outcomes per transaction and an
-        idle one writes each at once (group commit)."""
-        while True:
-            group = [self._ended_runs.get()]
-            with suppress(Empty):
-                while len(group) < RECORD_GROUP_MAX:
-                    group.append(self._ended_runs.get_nowait())
-            try:
-                statuses = self._record([(run, ran) for run, ran, _ in group])
-            except Exception as exc:
-                log.exception("recording %d outcomes failed", len(group))
-                for *_, status in group:
-                    status.set_exception(exc)
-                continue
-            for run, _, status in group:
-                status.set_result(statuses[run.id])
+        return _flatten(recorded)
 
     def _start(self, run: Attempt, alone: bool) -> "Future[Ran]":
         """Start a command: an async one on the loop, a sync one on the sync threads (or,
@@ -343,8 +334,9 @@ class Runtime:
             return S.RETRYING, None, None
         return (S.TIMED_OUT if reason == "timed_out" else S.CANCELLED), None, None
 
-    def _record(self, ended: list[tuple[Attempt, Ran]]) -> dict[str, str]:
-        """Write the outcomes of attempts that ended, then publish what runs again."""
+    def _record(self, ended: list[tuple[Attempt, Ran]]) -> list[str]:
+        """The recorder thread: write the outcomes of attempts that ended, then publish what
+        runs again; returns each one's recorded status."""
         recordings = [(run, self._recording(run, *ran)) for run, ran in ended]
         statuses = self._write(recordings)
         again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
@@ -363,7 +355,7 @@ class Runtime:
                 for run, _ in ended
             ]
         )
-        return statuses
+        return [statuses[run.id] for run, _ in ended]
 
     def _recording(
         self, run: Attempt, status: ExecutionStatus, value: Any, exc: BaseException | None

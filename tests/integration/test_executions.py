@@ -272,6 +272,28 @@ def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
     )
 
 
+def test_one_claim_of_many_messages_gives_each_execution_to_one_of_them(stack: Stack) -> None:
+    # On a queue no worker reads: only these claims touch the rows.
+    spec = store.NewExecution("echo", "echo", {}, "agentq.unread", 5, 30, 0)
+    a, b, c = (s.execution.id for s in store.create_executions([spec] * 3))
+
+    def claim(messages: list[tuple[list[str], int]], worker: str, lease_s: float) -> list[list[str]]:
+        return [[row.id for row in rows] for rows in store.claim(messages, worker, lease_s)]
+
+    # A duplicate delivery in the same group takes nothing; nor does a stale attempt.
+    assert claim([([a, b], 0), ([b, c], 0), ([c], 1), ([a], 0)], "w1", -1) == [[a, b], [c], [], []]
+    # Leases already expired: the worker died, any message takes them again, each once.
+    assert claim([([a], 0), ([a, b], 7)], "w2", 30) == [[a], [b]]
+    assert claim([([a, b, c], 1), ([c], 1)], "w3", 30) == [[c], []]
+
+    rows = {i: stack.get(i) for i in (a, b, c)}
+    assert {i: (r["status"], r["attempts"], r["worker"]) for i, r in rows.items()} == {
+        a: ("running", 2, "w2"),
+        b: ("running", 2, "w2"),
+        c: ("running", 2, "w3"),
+    }
+
+
 def test_simulate_crash_kills_the_worker_process(stack: Stack) -> None:
     # A worker of its own, on a queue of its own, so the shared worker lives on.
     worker = stack.start_worker("crasher", queues="agentq.crash")

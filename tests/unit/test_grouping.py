@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from api.grouping import Grouped
+from workers.grouping import GroupingThread
 
 
 def test_calls_arriving_during_a_serve_share_the_next_one() -> None:
@@ -79,3 +80,31 @@ def test_a_cancelled_caller_leaves_its_group_served() -> None:
     asyncio.run(scenario())
 
     assert served == ["kept", "next"]
+
+
+def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_group_alone() -> None:
+    groups: list[list[int]] = []
+    first_started = threading.Event()
+    release_first = threading.Event()
+
+    def serve(items: list[int]) -> list[int]:
+        groups.append(items)
+        if len(groups) == 1:
+            first_started.set()
+            release_first.wait(5)
+        if 3 in items:
+            raise ConnectionError("database gone")
+        return [i * 10 for i in items]
+
+    server = GroupingThread("test-grouping", serve, max_group=3)
+    server.start()
+    first = server.submit(0)
+    assert first_started.wait(5)
+    rest = [server.submit(i) for i in range(1, 6)]
+    release_first.set()
+
+    assert first.result(5) == 0
+    assert [f.result(5) for f in rest[3:]] == [40, 50]
+    for failed in rest[:3]:
+        assert isinstance(failed.exception(5), ConnectionError)
+    assert groups == [[0], [1, 2, 3], [4, 5]]
