@@ -133,6 +133,15 @@ def _event_values(execution_id: str, seq: int, event: NewEvent) -> dict[str, Any
     return {"execution_id": execution_id, "seq": seq, "at": event.at, "kind": event.kind, "data": event.data}
 
 
+def _insert_status_events(session: Session, ids: Sequence[str], data: Any, at: Any) -> None:
+    """The status event of rows just written: numbered (``last_event_seq``) and filled in by
+    the database from the rows themselves (INSERT … SELECT), so no per-row work here."""
+    t = _EXECUTIONS.c
+    status = literal(EventKind.STATUS.value, String(16))
+    source = select(t.id, t.last_event_seq, at, status, data).where(t.id.in_(ids))
+    session.execute(insert(_EVENTS).from_select(_EVENT_COLUMNS, source))
+
+
 def _insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
     """Core executemany: one multi-row INSERT, no unit-of-work bookkeeping."""
     session.connection().execute(insert(_EVENTS), events)
@@ -221,12 +230,8 @@ def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
     table (Core executemany of plain dicts: no unit of work, no attribute reads)."""
     if new:
         session.connection().execute(insert(_EXECUTIONS), new)
-        _insert_events(session, [_queued_event(values) for values in new])
-
-
-def _queued_event(values: dict[str, Any]) -> dict[str, Any]:
-    queued = NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, values["created_at"])
-    return _event_values(values["id"], 1, queued)
+        queued = func.json_object("status", S.QUEUED.value)
+        _insert_status_events(session, [values["id"] for values in new], queued, _EXECUTIONS.c.created_at)
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -357,9 +362,10 @@ def claim(
             return taken
         session.expunge_all()  # the rows become plain values: the UPDATE below writes them
         lease_expires_at = now + timedelta(seconds=lease_s)
+        ids = [row.id for row in rows]
         session.execute(
             update(Execution)
-            .where(Execution.id.in_([row.id for row in rows]))
+            .where(Execution.id.in_(ids))
             .values(
                 status=S.RUNNING,
                 attempts=Execution.attempts + 1,
@@ -370,7 +376,10 @@ def claim(
             )
             .execution_options(synchronize_session=False)
         )
-        events = []
+        running = func.json_object(
+            "status", S.RUNNING.value, "attempt", _EXECUTIONS.c.attempts, "worker", worker
+        )
+        _insert_status_events(session, ids, running, literal(now, UTCDateTime()))
         for row in rows:  # as the UPDATE left them
             row.status = S.RUNNING
             row.attempts += 1
@@ -378,9 +387,6 @@ def claim(
             row.worker = worker
             row.lease_expires_at = lease_expires_at
             row.last_event_seq += 1
-            running = status_event(S.RUNNING, attempt=row.attempts, worker=worker)
-            events.append(_event_values(row.id, row.last_event_seq, running))
-        _insert_events(session, events)
         return taken
 
 

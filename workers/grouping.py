@@ -19,29 +19,46 @@ class GroupingThread(Generic[T, R]):
     """``submit(item)`` is a future of ``serve([item, ...])[i]``, ``item`` being the i-th.
 
     ``serve`` runs on this one thread and answers each item of its group in order; if it
-    raises, every item of the group gets the exception. A group is at most ``max_group``.
+    raises, every item of the group gets the exception. A group weighs at most
+    ``max_weight`` (each item ``weight(item)``), unless its first item alone weighs more.
     """
 
-    def __init__(self, name: str, serve: Callable[[list[T]], Sequence[R]], max_group: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        serve: Callable[[list[T]], Sequence[R]],
+        max_weight: int,
+        weight: Callable[[T], int] = lambda _: 1,
+    ) -> None:
         self._serve = serve
-        self._max_group = max_group
+        self._max_weight = max_weight
+        self._weight = weight
         self._waiting: SimpleQueue[tuple[T, Future[R]]] = SimpleQueue()
         self._thread = threading.Thread(target=self._serve_waiting, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: T) -> "Future[R]":
-        answer: Future[R] = Future()
+    def submit(self, item: T, answer: "Future[R] | None" = None) -> "Future[R]":
+        """Queue ``item``; its outcome goes to ``answer`` (a new future if none is given)."""
+        answer = Future() if answer is None else answer
         self._waiting.put((item, answer))
         return answer
 
     def _serve_waiting(self) -> None:
+        carried: tuple[T, Future[R]] | None = None  # the item that did not fit the last group
         while True:
-            group = [self._waiting.get()]
+            group = [carried or self._waiting.get()]
+            carried = None
+            weight = self._weight(group[0][0])
             with suppress(Empty):
-                while len(group) < self._max_group:
-                    group.append(self._waiting.get_nowait())
+                while weight < self._max_weight:
+                    waiting = self._waiting.get_nowait()
+                    weight += self._weight(waiting[0])
+                    if weight > self._max_weight:
+                        carried = waiting
+                        break
+                    group.append(waiting)
             try:
                 outcomes = self._serve([item for item, _ in group])
             except Exception as exc:

@@ -96,15 +96,15 @@ def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_gr
             raise ConnectionError("database gone")
         return [i * 10 for i in items]
 
-    server = GroupingThread("test-grouping", serve, max_group=3)
+    # Item 3 weighs 2, the others 1: it does not fit beside 1 and 2, so it opens the next group.
+    server = GroupingThread("test-grouping", serve, max_weight=3, weight=lambda i: 2 if i == 3 else 1)
     server.start()
     first = server.submit(0)
     assert first_started.wait(5)
     rest = [server.submit(i) for i in range(1, 6)]
     release_first.set()
 
-    assert first.result(5) == 0
-    assert [f.result(5) for f in rest[3:]] == [40, 50]
-    for failed in rest[:3]:
-        assert isinstance(failed.exception(5), ConnectionError)
-    assert groups == [[0], [1, 2, 3], [4, 5]]
+    answers = [f.exception(5) or f.result(5) for f in [first, *rest]]
+    assert answers[:3] == [0, 10, 20] and answers[5] == 50
+    assert all(isinstance(a, ConnectionError) for a in answers[3:5])
+    assert groups == [[0], [1, 2], [3, 4], [5]]
