@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from ulid import ULID
 
 from core.db import session_scope
@@ -317,12 +317,21 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
     return row
 
 
+# What a worker reads of a claimed row: the command, its limits, what a retry publishes.
+_CLAIMED_COLUMNS = (
+    *(Execution.id, Execution.status, Execution.attempts, Execution.plugin, Execution.command),
+    *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
+    *(Execution.max_retries, Execution.log_lines),
+)
+
+
 def claim(
     messages: Sequence[tuple[Sequence[str], int]], worker: str, lease_s: float
 ) -> list[list[Execution]]:
     """Take the executions of messages, each ``(ids, attempt)``, in one transaction; returns
-    the rows each message took. Those another delivery (or an earlier message of the same
-    call) already took are left out.
+    the rows each message took, with the columns a worker reads (``_CLAIMED_COLUMNS``).
+    Those another delivery (or an earlier message of the same call) already took are left
+    out.
 
     Claimable: queued/retrying at exactly the message's attempt count (so a duplicate
     message finds attempts already moved on), or running under a lease that has expired
@@ -335,6 +344,7 @@ def claim(
             row.id: row
             for row in session.scalars(
                 select(Execution)
+                .options(load_only(*_CLAIMED_COLUMNS, raiseload=True))
                 .where(
                     Execution.id.in_({i for ids, _ in messages for i in ids}),
                     or_(
@@ -383,10 +393,6 @@ def claim(
         for row in rows:  # as the UPDATE left them
             row.status = S.RUNNING
             row.attempts += 1
-            row.started_at = now
-            row.worker = worker
-            row.lease_expires_at = lease_expires_at
-            row.last_event_seq += 1
         return taken
 
 
