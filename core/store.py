@@ -416,14 +416,17 @@ class Finish:
     events: Sequence[NewEvent] = ()
 
 
-def _per_row(column: str, values: Mapping[str, Any]) -> Any:
-    """The value of ``column`` for rows by id: one value when all agree, else a CASE on the id."""
+def _per_row(column: str, values: Mapping[str, Any], otherwise: Any = None) -> Any:
+    """The value of ``column`` for rows by id: one value when all agree, else a CASE on the
+    id; with ``otherwise``, the rows that ``values`` leaves out get that."""
     first = next(iter(values.values()))
-    if all(value == first for value in values.values()):
+    if otherwise is None and all(value == first for value in values.values()):
         return first
     kind = _EXECUTIONS.c[column].type
     return case(
-        {i: bindparam(None, value, type_=kind) for i, value in values.items()}, value=_EXECUTIONS.c.id
+        {i: bindparam(None, value, type_=kind) for i, value in values.items()},
+        value=_EXECUTIONS.c.id,
+        else_=otherwise,
     )
 
 
@@ -442,14 +445,17 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
         current = (
             session.connection()
             .execute(
-                select(t.id, t.status, t.attempts, t.last_event_seq, t.log_lines, t.progress)
+                select(t.id, t.status, t.attempts, t.last_event_seq)
                 .where(t.id.in_(list(by_id)))
                 .order_by(t.id)
                 .with_for_update()
             )
             .all()
         )
+        # Per column, each row's new value (the counters: what is added to them). Written
+        # as one value where the rows agree, so the UPDATE stays short in the usual case.
         columns: dict[str, dict[str, Any]] = defaultdict(dict)
+        progress = {}
         events = []
         for row in current:
             done = by_id[row.id]
@@ -461,20 +467,22 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 ("status", done.status),
                 ("result", done.result),
                 ("error", done.error),
-                ("progress", row.progress if done.progress is None else done.progress),
                 ("lease_expires_at", done.lease_expires_at),
                 ("finished_at", now if done.status in TERMINAL else None),
-                ("last_event_seq", row.last_event_seq + len(logged)),
-                ("log_lines", row.log_lines + sum(1 for e in logged if e.kind is EventKind.LOG)),
+                ("last_event_seq", len(logged)),
+                ("log_lines", sum(1 for e in logged if e.kind is EventKind.LOG)),
             ):
                 columns[column][row.id] = value
+            if done.progress is not None:
+                progress[row.id] = done.progress
         written = set(columns["status"])
         if written:
-            session.execute(
-                update(_EXECUTIONS)
-                .where(_EXECUTIONS.c.id.in_(written))
-                .values({column: _per_row(column, values) for column, values in columns.items()})
-            )
+            values = {column: _per_row(column, values) for column, values in columns.items()}
+            values["last_event_seq"] = t.last_event_seq + values["last_event_seq"]
+            values["log_lines"] = t.log_lines + values["log_lines"]
+            if progress:  # the others keep theirs
+                values["progress"] = _per_row("progress", progress, otherwise=t.progress)
+            session.execute(update(_EXECUTIONS).where(t.id.in_(written)).values(values))
             _insert_events(session, events)
         return written
 
