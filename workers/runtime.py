@@ -54,10 +54,9 @@ HAND_BACK = "shutdown"  # the interrupt reason when the worker stops before a ru
 # Every progress update of an attempt goes to the event log up to this many; past it,
 # only the newest one per heartbeat.
 PROGRESS_EVENTS_KEPT = 1000
-# Most outcomes written in one transaction. Claims group messages up to a chunk's worth
-# of executions: full chunks claimed many at once start thousands of runs in one burst,
-# which costs more (measured: half the batch throughput) than the transactions it saves.
+# Most outcomes written in one transaction, and most executions claimed in one.
 RECORD_GROUP_MAX = 500
+CLAIM_GROUP_MAX = 1000
 
 
 Ran = tuple[ExecutionStatus, Any, BaseException | None]  # how a command ended: status, value, error
@@ -113,6 +112,7 @@ class Attempt:
         self.stop_reason: str | None = None
         self.recorded = False  # the outcome was written (possibly without the command)
         self.outcome: Future[str] = Future()  # the status recorded once the command ended
+        self.timer: asyncio.TimerHandle | None = None  # its timeout, on the loop
         # Progress and log lines not in the event log yet; the heartbeat writes them, or
         # the outcome does. ``flushing`` is held while they are written, so that they
         # land in order and before the outcome.
@@ -223,7 +223,7 @@ class Runtime:
         # Claims of messages that arrive together share a transaction, and so do the
         # outcomes of attempts that end together.
         self._claimer = GroupingThread(
-            "agentq-claimer", self._claim, settings.chunk_size, weight=lambda message: len(message[0])
+            "agentq-claimer", self._claim, CLAIM_GROUP_MAX, weight=lambda message: len(message[0])
         )
         self._recorder = GroupingThread("agentq-recorder", self._record, RECORD_GROUP_MAX)
         self._last_renewal = 0.0
@@ -266,16 +266,20 @@ class Runtime:
             return statuses
         runs = [Attempt(row, self) for row in rows]
         self._running.update((run.id, run) for run in runs)
-        timers = self._on_loop(
-            lambda: [self.loop.call_later(r.row.timeout_s, r.interrupt, "timed_out") for r in runs]
-        )
+        commands = [(run, command) for run in runs if (command := self._command(run)) is not None]
+        # One hop to the loop for the whole message: the timers, and the async commands.
+        on_loop = [(run, call) for run, (call, is_async) in commands if is_async]
+        self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop)
         try:
-            alone = len(runs) == 1
-            for run in runs:
-                self._start(run, alone)
+            sync = [(run, call) for run, (call, is_async) in commands if not is_async]
+            if len(runs) == 1 and sync:  # alone in its message: on this thread, which is free
+                self._run_sync(*sync[0])
+            else:
+                for run, call in sync:
+                    self._sync_threads.submit(self._run_sync, run, call)
             statuses.update((run.id, run.outcome.result()) for run in runs)
         finally:
-            self.loop.call_soon_threadsafe(_cancel_all, timers)
+            self.loop.call_soon_threadsafe(_cancel_timers, runs)
             for run in runs:
                 self._running.pop(run.id, None)
         return statuses
@@ -286,23 +290,23 @@ class Runtime:
         notify.publish_many((row.id, S.RUNNING) for rows in claimed for row in rows)
         return claimed
 
-    def _start(self, run: Attempt, alone: bool) -> None:
-        """Start a command: an async one on the loop, a sync one on the sync threads (or,
-        alone in its message, on this thread, which has nothing else to do). However it
-        ends, the recorder gets its outcome."""
+    def _command(self, run: Attempt) -> tuple[Callable[[], Any], bool] | None:
+        """The call that runs the command, and whether it is async; None if the execution
+        failed already (unknown command, invalid params)."""
         try:
             plugin, cmd = self.registry.command(run.row.plugin, run.row.command)
             params = cmd.params_model.model_validate(run.row.params)
             bound = plugin.bind(cmd)
-        except Exception as exc:  # unknown command, invalid params: the execution fails
-            return self._ran(run, self._ended(run, exc))
-        call: Callable[[], Any] = partial(bound, run.ctx, params)
-        if cmd.is_async:
-            self._run_on_loop(run, call)
-        elif alone:
-            self._run_sync(run, call)
-        else:
-            self._sync_threads.submit(self._run_sync, run, call)
+        except Exception as exc:
+            self._ran(run, self._ended(run, exc))
+            return None
+        return partial(bound, run.ctx, params), cmd.is_async
+
+    def _start_on_loop(self, runs: list[Attempt], calls: list[tuple[Attempt, Callable[[], Any]]]) -> None:
+        for run in runs:
+            run.timer = self.loop.call_later(run.row.timeout_s, run.interrupt, "timed_out")
+        for run, call in calls:
+            self._create_task(run, call)
 
     def _ran(self, run: Attempt, ran: Ran) -> None:
         self._recorder.submit((run, ran), answer=run.outcome)
@@ -315,16 +319,14 @@ class Runtime:
         except BaseException as exc:
             return self._ran(run, self._ended(run, exc))
         if inspect.isawaitable(value):
-            return self._run_on_loop(run, lambda: value)
-        self._ran(run, (S.SUCCEEDED, value, None))
+            self.loop.call_soon_threadsafe(self._create_task, run, lambda: value)
+        else:
+            self._ran(run, (S.SUCCEEDED, value, None))
 
-    def _run_on_loop(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> None:
-        def create_task() -> None:
-            task = self.loop.create_task(self._run_async(run, call))
-            self._tasks.add(task)  # a task only the loop knows of may be collected
-            task.add_done_callback(self._tasks.discard)
-
-        self.loop.call_soon_threadsafe(create_task)
+    def _create_task(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> None:
+        task = self.loop.create_task(self._run_async(run, call))
+        self._tasks.add(task)  # a task only the loop knows of may be collected
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_async(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> None:
         try:
@@ -445,12 +447,6 @@ class Runtime:
 
     # -- timers and heartbeat ------------------------------------------------------
 
-    def _on_loop(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` on the loop's thread (asyncio's timers are not thread-safe) and return its value."""
-        box: Future[T] = Future()
-        self.loop.call_soon_threadsafe(lambda: box.set_result(fn()))
-        return box.result()
-
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(settings.heartbeat_s)
@@ -511,6 +507,7 @@ def failure(kind: str, message: str) -> dict[str, Any]:
     return {"type": kind, "message": message}
 
 
-def _cancel_all(timers: list[asyncio.TimerHandle]) -> None:
-    for timer in timers:
-        timer.cancel()
+def _cancel_timers(runs: list[Attempt]) -> None:
+    for run in runs:
+        if run.timer is not None:
+            run.timer.cancel()
