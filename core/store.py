@@ -133,13 +133,25 @@ def _event_values(execution_id: str, seq: int, event: NewEvent) -> dict[str, Any
     return {"execution_id": execution_id, "seq": seq, "at": event.at, "kind": event.kind, "data": event.data}
 
 
-def _insert_status_events(session: Session, ids: Sequence[str], data: Any, at: Any) -> None:
-    """The status event of rows just written: numbered (``last_event_seq``) and filled in by
-    the database from the rows themselves (INSERT … SELECT), so no per-row work here."""
+def _status_events(data: Any, at: Any) -> Any:
+    """An INSERT … SELECT of the status event of the rows ``ids`` just written: numbered
+    (``last_event_seq``) and filled in by the database from the rows themselves, so no
+    per-row work here. Built once; ``ids`` is a parameter."""
     t = _EXECUTIONS.c
     status = literal(EventKind.STATUS.value, String(16))
-    source = select(t.id, t.last_event_seq, at, status, data).where(t.id.in_(ids))
-    session.execute(insert(_EVENTS).from_select(_EVENT_COLUMNS, source))
+    source = select(t.id, t.last_event_seq, at, status, data).where(
+        t.id.in_(bindparam("ids", expanding=True))
+    )
+    return insert(_EVENTS).from_select(_EVENT_COLUMNS, source)
+
+
+_QUEUED_EVENTS = _status_events(func.json_object("status", S.QUEUED.value), _EXECUTIONS.c.created_at)
+_RUNNING_EVENTS = _status_events(
+    func.json_object(
+        "status", S.RUNNING.value, "attempt", _EXECUTIONS.c.attempts, "worker", bindparam("worker")
+    ),
+    bindparam("at", type_=UTCDateTime()),
+)
 
 
 def _insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
@@ -226,12 +238,11 @@ def _new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict
 
 
 def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
-    """New executions (their columns) and their ``queued`` events: one multi-row INSERT per
-    table (Core executemany of plain dicts: no unit of work, no attribute reads)."""
+    """New executions (their columns) in one multi-row INSERT (Core executemany of plain
+    dicts: no unit of work, no attribute reads), then their ``queued`` events from them."""
     if new:
         session.connection().execute(insert(_EXECUTIONS), new)
-        queued = func.json_object("status", S.QUEUED.value)
-        _insert_status_events(session, [values["id"] for values in new], queued, _EXECUTIONS.c.created_at)
+        session.execute(_QUEUED_EVENTS, {"ids": [values["id"] for values in new]})
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -250,13 +261,13 @@ def get_execution(execution_id: str, owner: str) -> Execution:
     return found
 
 
+_ROWS_BY_ID = select(Execution).where(Execution.id.in_(bindparam("ids", expanding=True)))
+
+
 def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
     """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
     with session_scope() as session:
-        rows = {
-            row.id: row
-            for row in session.scalars(select(Execution).where(Execution.id.in_({i for i, _ in wanted})))
-        }
+        rows = {row.id: row for row in session.scalars(_ROWS_BY_ID, {"ids": list({i for i, _ in wanted})})}
     return [
         row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
         for i, owner in wanted
@@ -323,6 +334,35 @@ _CLAIMED_COLUMNS = (
     *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
     *(Execution.max_retries, Execution.log_lines),
 )
+# The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
+_CLAIMABLE_ROWS = (
+    select(Execution)
+    .options(load_only(*_CLAIMED_COLUMNS, raiseload=True))
+    .where(
+        Execution.id.in_(bindparam("ids", expanding=True)),
+        or_(
+            and_(
+                Execution.status.in_(_CLAIMABLE),
+                Execution.attempts.in_(bindparam("attempts", expanding=True)),
+            ),
+            and_(Execution.status == S.RUNNING, Execution.lease_expires_at < bindparam("now")),
+        ),
+    )
+    .order_by(Execution.id)
+    .with_for_update()
+)
+_START_RUNNING = (
+    update(_EXECUTIONS)
+    .where(_EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=S.RUNNING,
+        attempts=_EXECUTIONS.c.attempts + 1,
+        started_at=bindparam("now"),
+        worker=bindparam("worker"),
+        lease_expires_at=bindparam("lease_expires_at"),
+        last_event_seq=_EXECUTIONS.c.last_event_seq + 1,
+    )
+)
 
 
 def claim(
@@ -340,25 +380,12 @@ def claim(
     """
     now = utcnow()
     with session_scope() as session:
-        found = {
-            row.id: row
-            for row in session.scalars(
-                select(Execution)
-                .options(load_only(*_CLAIMED_COLUMNS, raiseload=True))
-                .where(
-                    Execution.id.in_({i for ids, _ in messages for i in ids}),
-                    or_(
-                        and_(
-                            Execution.status.in_(_CLAIMABLE),
-                            Execution.attempts.in_({attempt for _, attempt in messages}),
-                        ),
-                        and_(Execution.status == S.RUNNING, Execution.lease_expires_at < now),
-                    ),
-                )
-                .order_by(Execution.id)
-                .with_for_update()
-            )
+        wanted = {
+            "ids": list({i for ids, _ in messages for i in ids}),
+            "attempts": list({attempt for _, attempt in messages}),
+            "now": now,
         }
+        found = {row.id: row for row in session.scalars(_CLAIMABLE_ROWS, wanted)}
         taken = [
             [
                 found.pop(i)
@@ -371,25 +398,12 @@ def claim(
         if not rows:
             return taken
         session.expunge_all()  # the rows become plain values: the UPDATE below writes them
-        lease_expires_at = now + timedelta(seconds=lease_s)
         ids = [row.id for row in rows]
+        lease_expires_at = now + timedelta(seconds=lease_s)
         session.execute(
-            update(Execution)
-            .where(Execution.id.in_(ids))
-            .values(
-                status=S.RUNNING,
-                attempts=Execution.attempts + 1,
-                started_at=now,
-                worker=worker,
-                lease_expires_at=lease_expires_at,
-                last_event_seq=Execution.last_event_seq + 1,
-            )
-            .execution_options(synchronize_session=False)
+            _START_RUNNING, {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at}
         )
-        running = func.json_object(
-            "status", S.RUNNING.value, "attempt", _EXECUTIONS.c.attempts, "worker", worker
-        )
-        _insert_status_events(session, ids, running, literal(now, UTCDateTime()))
+        session.execute(_RUNNING_EVENTS, {"ids": ids, "worker": worker, "at": now})
         for row in rows:  # as the UPDATE left them
             row.status = S.RUNNING
             row.attempts += 1
@@ -430,6 +444,16 @@ def _per_row(column: str, values: Mapping[str, Any], otherwise: Any = None) -> A
     )
 
 
+# Locked in id order, so that two writers never lock the same rows in opposite orders.
+# Core, not the ORM: plain columns need none of its loading machinery.
+_FINISHING_ROWS = (
+    select(_EXECUTIONS.c.id, _EXECUTIONS.c.status, _EXECUTIONS.c.attempts, _EXECUTIONS.c.last_event_seq)
+    .where(_EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_EXECUTIONS.c.id)
+    .with_for_update()
+)
+
+
 def finish(finishes: Sequence[Finish]) -> set[str]:
     """Record the outcomes of attempts in one transaction (one UPDATE, one INSERT of their
     events); returns the ids written. An attempt whose row moved on (cancelled,
@@ -439,19 +463,8 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
     by_id = {f.execution_id: f for f in finishes}
     now = utcnow()
     with session_scope() as session:
-        # Locked in id order, so that two writers never lock the same rows in opposite orders.
-        # Core, not the ORM: plain columns need none of its loading machinery.
         t = _EXECUTIONS.c
-        current = (
-            session.connection()
-            .execute(
-                select(t.id, t.status, t.attempts, t.last_event_seq)
-                .where(t.id.in_(list(by_id)))
-                .order_by(t.id)
-                .with_for_update()
-            )
-            .all()
-        )
+        current = session.connection().execute(_FINISHING_ROWS, {"ids": list(by_id)}).all()
         # Per column, each row's new value (the counters: what is added to them). Written
         # as one value where the rows agree, so the UPDATE stays short in the usual case.
         columns: dict[str, dict[str, Any]] = defaultdict(dict)
