@@ -4,10 +4,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.limits import BodyLimit
 from api.routes import compat, events, executions, health, keys, plugins, schedules
+from api.submit import flush_publishes
 from api.waiters import waiters
 from core import heap, logs
 from core.settings import settings
@@ -21,6 +23,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     heap.freeze_startup()
     yield
     await waiters.stop()
+    await run_in_threadpool(flush_publishes)
 
 
 def create_app() -> FastAPI:

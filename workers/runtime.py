@@ -40,10 +40,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import notify, queue, store
 from core.errors import AgentqError, BrokerUnavailable, DatabaseUnavailable, PluginError, RetryLater
+from core.grouping import GroupingThread
 from core.models import EventKind, Execution, ExecutionStatus, utcnow
 from core.settings import settings
 from workers import metrics
-from workers.grouping import GroupingThread
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
 
@@ -231,8 +231,6 @@ class Runtime:
 
     def start(self) -> None:
         self._thread.start()
-        self._claimer.start()
-        self._recorder.start()
         asyncio.run_coroutine_threadsafe(self._heartbeat(), self.loop)
         # Start the sync threads now: started on demand, in the middle of a burst, each
         # start waits for the GIL.

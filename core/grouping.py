@@ -1,9 +1,10 @@
 """Group commit on a thread: calls made while a group is being served go together into the
-next group, so a busy worker writes many items per transaction and an idle one writes each
-at once."""
+next group, so a busy process writes many items per transaction (or message) and an idle
+one writes each at once."""
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
@@ -21,6 +22,9 @@ class GroupingThread(Generic[T, R]):
     ``serve`` runs on this one thread and answers each item of its group in order; if it
     raises, every item of the group gets the exception. A group weighs at most
     ``max_weight`` (each item ``weight(item)``), unless its first item alone weighs more.
+    With ``linger_s``, a group that starts less than ``linger_s`` after the previous one
+    ended (under load) waits up to that long for more items; an idle one starts at once.
+    The thread starts on first use in each process (so after a fork, too).
     """
 
     def __init__(
@@ -29,31 +33,41 @@ class GroupingThread(Generic[T, R]):
         serve: Callable[[list[T]], Sequence[R]],
         max_weight: int,
         weight: Callable[[T], int] = lambda _: 1,
+        linger_s: float = 0.0,
     ) -> None:
+        self._name = name
         self._serve = serve
         self._max_weight = max_weight
         self._weight = weight
+        self._linger_s = linger_s
         self._waiting: SimpleQueue[tuple[T, Future[R]]] = SimpleQueue()
-        self._thread = threading.Thread(target=self._serve_waiting, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def submit(self, item: T, answer: "Future[R] | None" = None) -> "Future[R]":
         """Queue ``item``; its outcome goes to ``answer`` (a new future if none is given)."""
+        if self._thread is None or not self._thread.is_alive():
+            with self._starting:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._serve_waiting, name=self._name, daemon=True)
+                    self._thread.start()
         answer = Future() if answer is None else answer
         self._waiting.put((item, answer))
         return answer
 
     def _serve_waiting(self) -> None:
         carried: tuple[T, Future[R]] | None = None  # the item that did not fit the last group
+        ended = 0.0
         while True:
             group = [carried or self._waiting.get()]
             carried = None
             weight = self._weight(group[0][0])
+            started = time.monotonic()
+            lingering = started - ended < self._linger_s
             with suppress(Empty):
                 while weight < self._max_weight:
-                    waiting = self._waiting.get_nowait()
+                    wait_s = started + self._linger_s - time.monotonic() if lingering else 0
+                    waiting = self._waiting.get(timeout=wait_s) if wait_s > 0 else self._waiting.get_nowait()
                     weight += self._weight(waiting[0])
                     if weight > self._max_weight:
                         carried = waiting
@@ -62,9 +76,11 @@ class GroupingThread(Generic[T, R]):
             try:
                 outcomes = self._serve([item for item, _ in group])
             except Exception as exc:
-                log.exception("%s: serving %d items failed", self._thread.name, len(group))
+                log.exception("%s: serving %d items failed", self._name, len(group))
                 for _, answer in group:
                     answer.set_exception(exc)
                 continue
+            finally:
+                ended = time.monotonic()
             for (_, answer), outcome in zip(group, outcomes, strict=True):
                 answer.set_result(outcome)
