@@ -6,9 +6,10 @@ are marked due at once, and the reaper publishes them as soon as the broker is b
 
 Single submissions that arrive while others are being written are written together (see
 ``api/grouping.py``): one transaction, each answered on its own as soon as it is written.
-Their messages go out from a publisher thread, those of the groups written meanwhile in
-one message per chunk: the worker's cost is per message, so fuller messages are cheaper.
-A process that dies before publishing loses nothing: the reaper publishes its rows.
+Their messages go out from a publisher thread, those of the groups written while it sent
+the previous ones in one message per chunk: a worker's cost is largely per message, so
+fuller messages are cheaper. A process that dies before publishing loses nothing: the
+reaper publishes its rows.
 """
 
 import logging
@@ -134,10 +135,4 @@ def flush_publishes(timeout_s: float = 10.0) -> None:
 
 # At most one chunk of a batch: a group is then one broker message per queue and priority.
 submit_single = Grouped(submit_singles, max_group=settings.chunk_size)
-publisher = GroupingThread(
-    "agentq-publisher",
-    _publish_groups,
-    settings.chunk_size,
-    weight=len,
-    linger_s=settings.publish_linger_ms / 1000,
-)
+publisher = GroupingThread("agentq-publisher", _publish_groups, settings.chunk_size, weight=len)

@@ -4,7 +4,6 @@ one writes each at once."""
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
@@ -22,8 +21,6 @@ class GroupingThread(Generic[T, R]):
     ``serve`` runs on this one thread and answers each item of its group in order; if it
     raises, every item of the group gets the exception. A group weighs at most
     ``max_weight`` (each item ``weight(item)``), unless its first item alone weighs more.
-    With ``linger_s``, a group that starts less than ``linger_s`` after the previous one
-    ended (under load) waits up to that long for more items; an idle one starts at once.
     The thread starts on first use in each process (so after a fork, too).
     """
 
@@ -33,13 +30,11 @@ class GroupingThread(Generic[T, R]):
         serve: Callable[[list[T]], Sequence[R]],
         max_weight: int,
         weight: Callable[[T], int] = lambda _: 1,
-        linger_s: float = 0.0,
     ) -> None:
         self._name = name
         self._serve = serve
         self._max_weight = max_weight
         self._weight = weight
-        self._linger_s = linger_s
         self._waiting: SimpleQueue[tuple[T, Future[R]]] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
@@ -57,17 +52,13 @@ class GroupingThread(Generic[T, R]):
 
     def _serve_waiting(self) -> None:
         carried: tuple[T, Future[R]] | None = None  # the item that did not fit the last group
-        ended = 0.0
         while True:
             group = [carried or self._waiting.get()]
             carried = None
             weight = self._weight(group[0][0])
-            started = time.monotonic()
-            lingering = started - ended < self._linger_s
             with suppress(Empty):
                 while weight < self._max_weight:
-                    wait_s = started + self._linger_s - time.monotonic() if lingering else 0
-                    waiting = self._waiting.get(timeout=wait_s) if wait_s > 0 else self._waiting.get_nowait()
+                    waiting = self._waiting.get_nowait()
                     weight += self._weight(waiting[0])
                     if weight > self._max_weight:
                         carried = waiting
@@ -80,7 +71,5 @@ class GroupingThread(Generic[T, R]):
                 for _, answer in group:
                     answer.set_exception(exc)
                 continue
-            finally:
-                ended = time.monotonic()
             for (_, answer), outcome in zip(group, outcomes, strict=True):
                 answer.set_result(outcome)

@@ -28,9 +28,6 @@ class Settings(BaseSettings):
     worker_concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
     # Executions per broker message: a batch is claimed, run and finished a chunk at a time.
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
-    # Under load an API process holds the messages of single submissions up to this long,
-    # so that the groups written meanwhile share one; idle, it sends each at once.
-    publish_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0
     default_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 300
     default_max_retries: Annotated[int, Field(ge=0, le=100)] = 3
     retry_backoff_s: Annotated[float, Field(gt=0)] = 1.0

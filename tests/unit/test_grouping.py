@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -108,25 +107,3 @@ def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_gr
     assert answers[:3] == [0, 10, 20] and answers[5] == 50
     assert all(isinstance(a, ConnectionError) for a in answers[3:5])
     assert groups == [[0], [1, 2], [3, 4], [5]]
-
-
-def test_a_lingering_grouping_thread_waits_for_more_only_right_after_a_group() -> None:
-    groups: list[list[int]] = []
-
-    def serve(items: list[int]) -> list[None]:
-        groups.append(items)
-        return [None] * len(items)
-
-    server = GroupingThread("test-linger", serve, max_weight=100, linger_s=0.5)
-    started = time.monotonic()
-    server.submit(1).result(5)
-    idle_s = time.monotonic() - started
-    # Right after a group: the next one waits for what comes within the linger.
-    first = server.submit(2)
-    time.sleep(0.05)
-    second = server.submit(3)
-    first.result(5)
-    second.result(5)
-
-    assert idle_s < 0.25  # idle: served at once
-    assert groups == [[1], [2, 3]]
