@@ -1,9 +1,9 @@
 """Group commit for the API's hot paths: calls that arrive while one is being served wait
 for it and are then served together, by one call in the thread pool.
 
-Unloaded, a call is served at once, alone; under load, one database transaction (and one
-broker publish) serves every request that came in meanwhile, so the cost per request
-falls as the load rises instead of the queue growing.
+Unloaded, a call is served at once, alone; under load, one database transaction serves
+every request that came in meanwhile, so the cost per request falls as the load rises
+instead of the queue growing.
 """
 
 import asyncio
