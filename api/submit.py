@@ -110,7 +110,9 @@ def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exceptio
         written = [_create_alone(spec) for spec in specs]
     except Exception as exc:  # the database: every request written with the group fails alike
         written = [exc] * len(specs)
-    publisher.submit([s for s in written if isinstance(s, store.Submitted)])
+    submitted = [s for s in written if isinstance(s, store.Submitted)]
+    if submitted:
+        publisher.submit(submitted)
     answers = iter(written)
     return [next(answers) if outcome is None else outcome for outcome in outcomes]
 

@@ -490,7 +490,7 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 progress[row.id] = done.progress
         written = set(columns["status"])
         if written:
-            values = {column: _per_row(column, values) for column, values in columns.items()}
+            values = {column: _per_row(column, by_row) for column, by_row in columns.items()}
             values["last_event_seq"] = t.last_event_seq + values["last_event_seq"]
             values["log_lines"] = t.log_lines + values["log_lines"]
             if progress:  # the others keep theirs

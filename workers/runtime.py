@@ -6,9 +6,8 @@ run side by side: every async command on the process's one event loop, so a sing
 worker process holds many I/O-bound executions at once; sync commands on a thread pool
 (a lone one on the Celery pool thread that delivered it). As runs end, one recorder
 thread writes their outcomes, those that ended together in one transaction; the message
-is acked once all of its outcomes are written. The loop
-also drives the timers (timeouts), the heartbeat (lease renewal, cancellation checks)
-and progress flushing.
+is acked once all of its outcomes are written. The loop also drives the timers
+(timeouts), the heartbeat (lease renewal, cancellation checks) and progress flushing.
 
 Stopping a command (timeout, cancel, shutdown) is cooperative first (``ctx.cancelled``,
 ``ctx.sleep``), then forced: an async command's task is cancelled; a sync command gets
