@@ -10,6 +10,7 @@
    ``--single-s`` seconds, until every execution it created is ``succeeded``.
 """
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -37,10 +38,19 @@ TARGET_PER_S = 3000
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children."""
-    procs = [psutil.Process(pid)]
-    procs += procs[0].children(recursive=True)
-    return float(sum(p.cpu_times().user + p.cpu_times().system for p in procs))
+    """CPU seconds (user + system) of a process, its reaped children and its live descendants.
+
+    A descendant may exit between listing and reading (a pool replacing a child): its time is
+    then counted in its parent's reaped-children time, or lost if its parent is not ``pid``.
+    """
+    root = psutil.Process(pid)
+    user, system, children_user, children_system = root.cpu_times()[:4]
+    total = user + system + children_user + children_system
+    for child in root.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return float(total)
 
 
 def bare_celery_rate(st: Stack, n: int) -> tuple[float, float]:
