@@ -20,6 +20,9 @@ SUBMIT_EXECUTION = "agentq.submit_execution"
 REAP_EXECUTIONS = "agentq.reap_executions"
 PURGE_EXECUTIONS = "agentq.purge_executions"
 
+# The execution ids of a message that Flower shows (its args).
+ARGS_SHOWN = 10
+
 # Our priority runs 0..9 with 9 highest; the Redis transport consumes 0 first.
 PRIORITY_LEVELS = 10
 
@@ -33,6 +36,8 @@ def broker_priority(priority: int) -> int:
 def celery_config() -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
+        # The same transport with a Redis client per channel (core/broker.py).
+        "broker_transport": "core.broker:Transport" if settings.broker_url.startswith("redis://") else None,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             # Longer than any timeout_s, or a long run would be delivered to a second worker.
@@ -79,6 +84,15 @@ def chunks(executions: Iterable[Execution], size: int) -> Iterator[list[Executio
     yield from (group for group in groups.values() if group)
 
 
+def args_repr(ids: list[str]) -> str:
+    """How Flower shows a message's arguments; Celery's own ``saferepr`` of them costs the
+    producer more than the rest of building the message."""
+    if len(ids) <= ARGS_SHOWN:
+        return repr([ids])
+    shown = ", ".join(map(repr, ids[:ARGS_SHOWN]))
+    return f"[[{shown}, … {len(ids) - ARGS_SHOWN:,} more]]"
+
+
 def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> list[str]:
     """Publish executions over one producer connection; returns the ids published.
 
@@ -98,6 +112,8 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
                 app.send_task(
                     RUN_EXECUTION,
                     args=[ids],
+                    argsrepr=args_repr(ids),
+                    kwargsrepr="{}",
                     task_id=first.id,
                     queue=first.queue,
                     priority=broker_priority(first.priority),
