@@ -7,7 +7,8 @@
 2. agentq batch: N ``echo`` executions over POST /v1/executions/batch (chunks of 1,000),
    until all N rows are ``succeeded`` in MySQL; one worker process.
 3. agentq single POST: one POST per execution from ``wrk`` over 50 connections for
-   ``--single-s`` seconds, until every execution it created is ``succeeded``.
+   ``--single-s`` seconds, until every execution it created is ``succeeded``; then bare
+   Celery once more, and the single-POST ratio is to the mean of its two rates.
 """
 
 import contextlib
@@ -171,15 +172,22 @@ def main() -> None:
             report.notes.append("wrk not installed (apt-get install wrk): single POST skipped")
         else:
             single, single_accepted, errors = single_rate(st, args.single_s)
+            # The machine's speed drifts: the baseline is measured again after the single
+            # POSTs (agentq stopped), and the ratio is to the mean of the two.
+            for proc in list(st.procs):
+                st.stop(proc)
+            bare_after, _ = bare_celery_rate(st, args.n)
+            report.add(Row("bare Celery again, after the single POSTs", bare_after, "tasks/s"))
+            around = (bare + bare_after) / 2
             report.add(
                 Row(
                     "agentq single POST (50 conns) → all succeeded",
                     single,
                     "exec/s",
-                    bare,
-                    "bare Celery",
+                    around,
+                    "bare Celery, mean of both",
                     "≥ 1.0× bare Celery",
-                    single >= bare,
+                    single >= around,
                 )
             )
             report.add(Row("  API accepts (single POST, 50 conns)", single_accepted, "exec/s"))
