@@ -150,6 +150,21 @@ def test_cancel_queued_never_starts(stack: Stack, tmp_path: Path) -> None:
     assert stack.get(created["id"])["attempts"] == 0
 
 
+def test_a_submission_is_answered_with_the_row_as_stored(stack: Stack, tmp_path: Path) -> None:
+    # The parked queue has no worker: the rows stay as written until cancelled.
+    params = {"path": str(tmp_path / "never.txt")}
+    single = stack.submit("parked", "hit", params, priority=7, timeout_s=12.5)
+    item = {"plugin": "parked", "command": "hit", "params": params}
+    batch = stack.client.post("/v1/executions/batch", json={"executions": [item]}).json()["executions"]
+    try:
+        for answered in [single, *batch]:
+            assert answered == stack.get(answered["id"])
+            assert (answered["status"], answered["result"], answered["worker"]) == ("queued", None, None)
+    finally:
+        for answered in [single, *batch]:
+            stack.client.post(f"/v1/executions/{answered['id']}/cancel")
+
+
 def test_cancel_finished_is_conflict(stack: Stack) -> None:
     done = stack.wait(stack.submit("echo", "echo", {})["id"])
 
