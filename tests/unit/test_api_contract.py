@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from api.catalog import Catalog
 from api.problems import agentq_error
@@ -38,6 +39,33 @@ def test_catalog_validates_params_against_published_schema() -> None:
         ("body", "params", "mode"),
     }
     assert "sleep_s" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"fail_times": 2.0},  # an integer written as a float
+        {"fail_times": 2.5},
+        {"sleep_s": True},
+        {"mode": "async", "sleep_s": 0},
+        {"mode": None},
+        {"extra": 1},
+        {"sleep_s": 10**30},
+    ],
+)
+def test_catalog_accepts_exactly_what_jsonschema_accepts(params: dict[str, object]) -> None:
+    catalog = simulate_catalog()
+    entry = catalog.resolve("simulate", "run")
+    valid = not list(Draft202012Validator(entry.params_schema).iter_errors(params))
+
+    try:
+        catalog.validate(entry, params, ("body", "params"))
+        accepted = True
+    except InvalidParams:
+        accepted = False
+
+    assert accepted == valid
 
 
 def test_catalog_unknown_plugin_lists_offered() -> None:
