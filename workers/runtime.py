@@ -99,35 +99,20 @@ def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
     )
 
 
-class Attempt:
-    """One run of one execution in this process, and how to stop it."""
+class PendingEvents:
+    """Progress and log lines of a run not in the event log yet; the heartbeat writes them,
+    or the outcome does. The run's context reports into it, and it holds nothing of the
+    run: a run that ended is freed by its last reference, not by a garbage collection."""
 
-    def __init__(self, row: Execution, runtime: "Runtime") -> None:
-        self.id = row.id
-        self.number = row.attempts
-        self.row = row
-        self.ctx = Context(row.id, row.attempts, on_progress=self._progress, on_log=self._log)
-        self.started = time.monotonic()
-        self.stop_reason: str | None = None
-        self.recorded = False  # the outcome was written (possibly without the command)
-        self.outcome: Future[str] = Future()  # the status recorded once the command ended
-        self.timer: asyncio.TimerHandle | None = None  # its timeout, on the loop
-        # Progress and log lines not in the event log yet; the heartbeat writes them, or
-        # the outcome does. ``flushing`` is held while they are written, so that they
-        # land in order and before the outcome.
-        self.flushing = threading.Lock()
+    def __init__(self, log_budget: int) -> None:
         self._events: list[store.NewEvent] = []
-        self._events_lock = threading.Lock()
-        self._progress_events = 0
-        self._log_budget = settings.max_log_lines - row.log_lines
-        self._runtime = runtime
         self._lock = threading.Lock()
-        self._sync_thread: int | None = None  # set while a sync command runs
-        self._task: asyncio.Task[Any] | None = None  # set while an async command runs
+        self._progress_events = 0
+        self._log_budget = log_budget
 
-    def _progress(self, progress: dict[str, Any]) -> None:
+    def progress(self, progress: dict[str, Any]) -> None:
         event = store.NewEvent(EventKind.PROGRESS, dict(progress))
-        with self._events_lock:
+        with self._lock:
             coalesce = self._progress_events > PROGRESS_EVENTS_KEPT
             if coalesce and self._events and self._events[-1].kind is EventKind.PROGRESS:
                 self._events[-1] = event
@@ -135,8 +120,8 @@ class Attempt:
                 self._events.append(event)
                 self._progress_events += 1
 
-    def _log(self, level: int, message: str) -> None:
-        with self._events_lock:
+    def log(self, level: int, message: str) -> None:
+        with self._lock:
             if self._log_budget < 0:
                 return
             self._log_budget -= 1
@@ -148,15 +133,38 @@ class Attempt:
             data = {"level": logging.getLevelName(level).lower(), "message": message}
             self._events.append(store.NewEvent(EventKind.LOG, data))
 
-    def take_events(self) -> list[store.NewEvent]:
-        with self._events_lock:
+    def take(self) -> list[store.NewEvent]:
+        with self._lock:
             events, self._events = self._events, []
         return events
 
     def put_back(self, events: list[store.NewEvent]) -> None:
         """Events whose write failed: they go out with the next write, still first."""
-        with self._events_lock:
+        with self._lock:
             self._events[:0] = events
+
+
+class Attempt:
+    """One run of one execution in this process, and how to stop it."""
+
+    def __init__(self, row: Execution, runtime: "Runtime") -> None:
+        self.id = row.id
+        self.number = row.attempts
+        self.row = row
+        self.pending = PendingEvents(settings.max_log_lines - row.log_lines)
+        self.ctx = Context(row.id, row.attempts, on_progress=self.pending.progress, on_log=self.pending.log)
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        self.recorded = False  # the outcome was written (possibly without the command)
+        self.outcome: Future[str] = Future()  # the status recorded once the command ended
+        self.timer: asyncio.TimerHandle | None = None  # its timeout, on the loop
+        # Held while the pending events are written, so that they land in order and
+        # before the outcome.
+        self.flushing = threading.Lock()
+        self._runtime = runtime
+        self._lock = threading.Lock()
+        self._sync_thread: int | None = None  # set while a sync command runs
+        self._task: asyncio.Task[Any] | None = None  # set while an async command runs
 
     def interrupt(self, reason: str) -> None:
         """Stop the command: tell it through ctx, then force it."""
@@ -417,7 +425,7 @@ class Runtime:
             run.recorded = True
             run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
         try:
-            finishes = [replace(finish, events=run.take_events()) for run, finish in writes]
+            finishes = [replace(finish, events=run.pending.take()) for run, finish in writes]
             try:
                 written = with_db_retry(store.finish, finishes)
             except DatabaseUnavailable as exc:
@@ -474,14 +482,14 @@ class Runtime:
         # A run whose outcome is being written takes its events along itself.
         held = [run for run in runs.values() if run.flushing.acquire(blocking=False)]
         try:
-            taken = [(run, events) for run in held if (events := run.take_events())]
+            taken = [(run, events) for run in held if (events := run.pending.take())]
             if not taken:
                 return
             try:
                 recorded = store.record_events({(run.id, run.number): events for run, events in taken})
             except Exception:
                 for run, events in taken:
-                    run.put_back(events)
+                    run.pending.put_back(events)
                 raise
         finally:
             for run in held:

@@ -1,7 +1,9 @@
 """Stopping commands: cooperative through ctx, forced in threads, backoff bounds."""
 
+import gc
 import threading
 import time
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,6 +43,23 @@ def test_interrupt_stops_a_sync_loop_that_never_checks_ctx() -> None:
 
     assert not thread.is_alive()
     assert outcome == {"reason": "timed_out"}
+
+
+def test_a_run_that_ended_is_freed_without_a_garbage_collection() -> None:
+    # A worker holds thousands of runs; freed by reference counting, they cost the
+    # collector nothing.
+    attempt = make_attempt()
+    attempt.ctx.progress(50)
+    attempt.ctx.logger.info("a line")
+    assert attempt.run_sync(lambda: "done") == "done"
+    gone = weakref.ref(attempt)
+
+    gc.disable()
+    try:
+        del attempt
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_interrupt_before_start_never_runs_the_command() -> None:
@@ -97,7 +116,7 @@ def test_backoff_grows_with_jitter_within_bounds(attempt: int) -> None:
 
 
 def buffered(attempt: Attempt) -> list[tuple[str, Any]]:
-    return [(e.kind.value, e.data) for e in attempt.take_events()]
+    return [(e.kind.value, e.data) for e in attempt.pending.take()]
 
 
 def test_progress_and_log_lines_are_buffered_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +133,7 @@ def test_progress_and_log_lines_are_buffered_in_order(monkeypatch: pytest.Monkey
         ("log", {"level": "info", "message": "looked at a"}),
         ("log", {"level": "warning", "message": "x" * 79 + "…"}),
     ]
-    assert attempt.take_events() == []
+    assert attempt.pending.take() == []
 
 
 def test_log_lines_past_the_cap_leave_one_notice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,10 +174,10 @@ def test_progress_past_the_kept_number_keeps_the_newest_per_write(monkeypatch: p
 def test_events_put_back_after_a_failed_write_go_first() -> None:
     attempt = make_attempt()
     attempt.ctx.logger.info("one")
-    taken = attempt.take_events()
+    taken = attempt.pending.take()
     attempt.ctx.logger.info("two")
 
-    attempt.put_back(taken)
+    attempt.pending.put_back(taken)
 
     assert [data["message"] for _, data in buffered(attempt)] == ["one", "two"]
     assert all(e.kind is EventKind.LOG for e in taken)
