@@ -55,6 +55,7 @@ def publish_catalog(**_: Any) -> None:
     store.publish_catalog(entries)
     runtime()  # start the loop before the first message
     heap.freeze_startup()
+    heap.collect_less_often()
     log.info("published %d plugin commands", len(entries))
 
 
