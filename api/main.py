@@ -21,6 +21,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     logs.configure()
     waiters.start(settings.redis_url)
     heap.freeze_startup()
+    heap.collect_less_often()
     yield
     await waiters.stop()
     await run_in_threadpool(flush_publishes)
