@@ -83,15 +83,7 @@ def main() -> None:
                     duration_s=args.duration,
                     rate_per_s=GET_RATE,
                 )
-                report.add(
-                    Row(
-                        "GET /v1/executions/{id} rate",
-                        got.requests_per_s,
-                        "req/s",
-                        target=f"{GET_RATE:,}",
-                        met=got.requests_per_s >= 0.98 * GET_RATE,
-                    )
-                )
+                report.add(wrk.rate_row("GET /v1/executions/{id} rate", got, GET_RATE))
                 report.add(Row("  p50", got.p50_ms, "ms"))
                 report.add(Row("  p99", got.p99_ms, "ms", target="≤ 10 ms", met=got.p99_ms <= 10))
             else:

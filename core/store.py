@@ -239,7 +239,7 @@ def _new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict
 
 
 # The columns a new row leaves NULL, and how ORM objects are made without __init__.
-_NULL_WHEN_NEW = ("result", "error", "progress", "worker", "started_at", "finished_at")
+_NULL_WHEN_NEW = dict.fromkeys(("result", "error", "progress", "worker", "started_at", "finished_at"))
 _EXECUTION_CLASS = sa_inspect(Execution).class_manager
 
 
@@ -249,7 +249,9 @@ def _inserted_row(values: dict[str, Any]) -> Execution:
     attribute events. ``Execution(**values)`` costs 25 times as much, and answers read
     its attributes 3 times slower, those left unset taking the slow path."""
     row: Execution = _EXECUTION_CLASS.new_instance()
-    row.__dict__.update(dict.fromkeys(_NULL_WHEN_NEW), **values)
+    state = row.__dict__
+    state.update(_NULL_WHEN_NEW)
+    state.update(values)
     return row
 
 
