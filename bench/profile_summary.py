@@ -23,6 +23,9 @@ IDLE = (
     "threading.py:wait",
     "kombu/utils/eventio.py:poll",
     "queue.py:get",
+    # A grouping thread waiting for work blocks in SimpleQueue.get, which is C: its
+    # innermost Python frame is the loop itself, whose own work is a few lines per group.
+    "core/grouping.py:_serve_waiting",
 )
 # The first of these found in a stack (outermost to innermost order is irrelevant) names its step.
 STEPS = [

@@ -472,9 +472,17 @@ _FINISHING_ROWS = (
 )
 
 
+# The status event of a finished row whose outcome has no error (it succeeded), numbered
+# and filled in from the row just updated, like the queued and running events.
+_FINISHED_EVENTS = _status_events(
+    func.json_object("status", _EXECUTIONS.c.status, "attempt", _EXECUTIONS.c.attempts),
+    bindparam("at", type_=UTCDateTime()),
+)
+
+
 def finish(finishes: Sequence[Finish]) -> set[str]:
-    """Record the outcomes of attempts in one transaction (one UPDATE, one INSERT of their
-    events); returns the ids written. An attempt whose row moved on (cancelled,
+    """Record the outcomes of attempts in one transaction (one UPDATE, then the INSERTs of
+    their events); returns the ids written. An attempt whose row moved on (cancelled,
     reclaimed) writes nothing."""
     if not finishes:
         return set()
@@ -488,11 +496,16 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
         columns: dict[str, dict[str, Any]] = defaultdict(dict)
         progress = {}
         events = []
+        plain = []  # rows whose status event, carrying no error, the database writes
         for row in current:
             done = by_id[row.id]
             if (row.status, row.attempts) != (S.RUNNING, done.attempt):
                 continue
-            logged = [*done.events, status_event(done.status, attempt=done.attempt, error=done.error)]
+            logged = list(done.events)
+            if done.error is None:
+                plain.append(row.id)
+            else:
+                logged.append(status_event(done.status, attempt=done.attempt, error=done.error))
             events += [_event_values(row.id, row.last_event_seq + 1 + i, e) for i, e in enumerate(logged)]
             for column, value in (
                 ("status", done.status),
@@ -500,7 +513,7 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 ("error", done.error),
                 ("lease_expires_at", done.lease_expires_at),
                 ("finished_at", now if done.status in TERMINAL else None),
-                ("last_event_seq", len(logged)),
+                ("last_event_seq", len(logged) + (done.error is None)),
                 ("log_lines", sum(1 for e in logged if e.kind is EventKind.LOG)),
             ):
                 columns[column][row.id] = value
@@ -514,7 +527,10 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
             if progress:  # the others keep theirs
                 values["progress"] = _per_row("progress", progress, otherwise=t.progress)
             session.execute(update(_EXECUTIONS).where(t.id.in_(written)).values(values))
-            _insert_events(session, events)
+            if events:
+                _insert_events(session, events)
+            if plain:
+                session.execute(_FINISHED_EVENTS, {"ids": plain, "at": now})
         return written
 
 

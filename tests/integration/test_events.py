@@ -94,6 +94,7 @@ def test_events_deliver_progress_and_log_lines_of_a_run_in_order(stack: Stack) -
     assert kinds == ["progress", "log"] * 5
     running = messages[1].data["data"]
     assert running["attempt"] == 1 and running["worker"]
+    assert messages[-1].data["data"] == {"status": "succeeded", "attempt": 1}
     # The raw frames: `id:` is the seq, `event:` the kind.
     assert f"id: {messages[-1].id}" in messages[-1].lines and "event: status" in messages[-1].lines
 
