@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session, configure_mappers
 from ulid import ULID
 
 from core.db import session_scope
@@ -240,19 +240,25 @@ def _new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict
 
 # The columns a new row leaves NULL, and how ORM objects are made without __init__.
 _NULL_WHEN_NEW = dict.fromkeys(("result", "error", "progress", "worker", "started_at", "finished_at"))
+configure_mappers()  # as the first ORM query would: objects built below need the attributes set up
 _EXECUTION_CLASS = sa_inspect(Execution).class_manager
 
 
-def _inserted_row(values: dict[str, Any]) -> Execution:
-    """The (transient) ORM object of a row inserted from ``values``, built the way the ORM
-    builds the rows it loads: its attributes set in its ``__dict__``, no constructor or
-    attribute events. ``Execution(**values)`` costs 25 times as much, and answers read
-    its attributes 3 times slower, those left unset taking the slow path."""
+def _detached_row(*columns: Mapping[str, Any]) -> Execution:
+    """The ORM object (in no session) of a row whose columns are ``columns``, built the
+    way the ORM builds the rows it loads: its attributes set in its ``__dict__``, no
+    constructor or attribute events. ``Execution(**values)`` costs 25 times as much, and
+    answers read its attributes 3 times slower, those left unset taking the slow path."""
     row: Execution = _EXECUTION_CLASS.new_instance()
     state = row.__dict__
-    state.update(_NULL_WHEN_NEW)
-    state.update(values)
+    for values in columns:
+        state.update(values)
     return row
+
+
+def _inserted_row(values: dict[str, Any]) -> Execution:
+    """The ORM object of a row inserted from ``values``."""
+    return _detached_row(_NULL_WHEN_NEW, values)
 
 
 def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
@@ -354,8 +360,7 @@ _CLAIMED_COLUMNS = (
 )
 # The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
 _CLAIMABLE_ROWS = (
-    select(Execution)
-    .options(load_only(*_CLAIMED_COLUMNS, raiseload=True))
+    select(*_CLAIMED_COLUMNS)
     .where(
         Execution.id.in_(bindparam("ids", expanding=True)),
         or_(
@@ -403,7 +408,7 @@ def claim(
             "attempts": list({attempt for _, attempt in messages}),
             "now": now,
         }
-        found = {row.id: row for row in session.scalars(_CLAIMABLE_ROWS, wanted)}
+        found = {row.id: row for row in session.connection().execute(_CLAIMABLE_ROWS, wanted)}
         taken = [
             [
                 found.pop(i)
@@ -412,20 +417,22 @@ def claim(
             ]
             for ids, attempt in messages
         ]
-        rows = [row for message_rows in taken for row in message_rows]
-        if not rows:
-            return taken
-        session.expunge_all()  # the rows become plain values: the UPDATE below writes them
-        ids = [row.id for row in rows]
+        ids = [row.id for message_rows in taken for row in message_rows]
+        if not ids:
+            return [[] for _ in messages]
         lease_expires_at = now + timedelta(seconds=lease_s)
         session.execute(
             _START_RUNNING, {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at}
         )
         session.execute(_RUNNING_EVENTS, {"ids": ids, "worker": worker, "at": now})
-        for row in rows:  # as the UPDATE left them
-            row.status = S.RUNNING
-            row.attempts += 1
-        return taken
+    # The rows as the UPDATE left them; only the claimed columns are set.
+    return [
+        [
+            _detached_row(row._asdict(), {"status": S.RUNNING, "attempts": row.attempts + 1})
+            for row in message_rows
+        ]
+        for message_rows in taken
+    ]
 
 
 def _running_attempt(execution_id: str, attempt: int) -> Any:
