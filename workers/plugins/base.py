@@ -24,6 +24,7 @@ import threading
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
@@ -78,6 +79,10 @@ def _message(msg: object, args: tuple[object, ...], exc_info: Any) -> str:
     return text
 
 
+# Guards the making of a context's stop event (see Context._stop_event).
+_STOP_EVENT_MADE = threading.Lock()
+
+
 class Context:
     """What a running command sees of its execution."""
 
@@ -86,32 +91,37 @@ class Context:
         execution_id: str,
         attempt: int,
         *,
-        stop: threading.Event | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         on_log: Callable[[int, str], None] | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
-        self._stop = stop or threading.Event()
         self._on_progress = on_progress
+        self._base_logger = logger
+        self._on_log = on_log
         self.stop_reason = "cancelled"
-        base = logger or logging.LoggerAdapter(
-            logging.getLogger("agentq.plugin"), {"execution_id": execution_id}
-        )
-        self.logger: logging.Logger | logging.LoggerAdapter[Any] = (
-            RecordingLogger(base, on_log) if on_log is not None else base
-        )
+        self._stopped = False
+        # Made when a command first sleeps on it, as is the logger when first used: most
+        # runs do neither, and each costs more than the rest of a run's setup.
+        self._stop: threading.Event | None = None
         self.last_progress: dict[str, Any] | None = None
+
+    @cached_property
+    def logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        base = self._base_logger or logging.LoggerAdapter(
+            logging.getLogger("agentq.plugin"), {"execution_id": self.execution_id}
+        )
+        return RecordingLogger(base, self._on_log) if self._on_log is not None else base
 
     @property
     def cancelled(self) -> bool:
         """True once the execution was cancelled or timed out: stop soon."""
-        return self._stop.is_set()
+        return self._stopped
 
     def check(self) -> None:
         """Raise ``Interrupted`` if the execution should stop."""
-        if self._stop.is_set():
+        if self._stopped:
             raise Interrupted(self.stop_reason)
 
     def progress(self, percent: float, message: str = "") -> None:
@@ -122,7 +132,7 @@ class Context:
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking at once (with ``Interrupted``) when the execution must stop."""
-        if self._stop.wait(seconds):
+        if self._stop_event().wait(seconds):
             raise Interrupted(self.stop_reason)
 
     async def asleep(self, seconds: float) -> None:
@@ -133,7 +143,18 @@ class Context:
     def interrupt(self, reason: str) -> None:
         """Ask the command to stop (used by the runtime)."""
         self.stop_reason = reason
-        self._stop.set()
+        with _STOP_EVENT_MADE:
+            self._stopped = True
+            if self._stop is not None:
+                self._stop.set()
+
+    def _stop_event(self) -> threading.Event:
+        with _STOP_EVENT_MADE:  # so that an interrupt sets the event, or finds it set already
+            if self._stop is None:
+                self._stop = threading.Event()
+                if self._stopped:
+                    self._stop.set()
+            return self._stop
 
 
 @dataclass(frozen=True)
