@@ -244,21 +244,22 @@ configure_mappers()  # as the first ORM query would: objects built below need th
 _EXECUTION_CLASS = sa_inspect(Execution).class_manager
 
 
-def _detached_row(*columns: Mapping[str, Any]) -> Execution:
-    """The ORM object (in no session) of a row whose columns are ``columns``, built the
-    way the ORM builds the rows it loads: its attributes set in its ``__dict__``, no
-    constructor or attribute events. ``Execution(**values)`` costs 25 times as much, and
-    answers read its attributes 3 times slower, those left unset taking the slow path."""
+def _detached_row(columns: Mapping[str, Any] | Iterable[tuple[str, Any]], **more: Any) -> Execution:
+    """The ORM object (in no session) of a row whose columns are ``columns`` and ``more``,
+    built the way the ORM builds the rows it loads: its attributes set in its
+    ``__dict__``, no constructor or attribute events. ``Execution(**values)`` costs 25
+    times as much, and answers read its attributes 3 times slower, those left unset
+    taking the slow path."""
     row: Execution = _EXECUTION_CLASS.new_instance()
     state = row.__dict__
-    for values in columns:
-        state.update(values)
+    state.update(columns)
+    state.update(more)
     return row
 
 
 def _inserted_row(values: dict[str, Any]) -> Execution:
     """The ORM object of a row inserted from ``values``."""
-    return _detached_row(_NULL_WHEN_NEW, values)
+    return _detached_row(values, **_NULL_WHEN_NEW)
 
 
 def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
@@ -358,6 +359,7 @@ _CLAIMED_COLUMNS = (
     *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
     *(Execution.max_retries, Execution.log_lines),
 )
+_CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 # The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
 _CLAIMABLE_ROWS = (
     select(*_CLAIMED_COLUMNS)
@@ -428,7 +430,7 @@ def claim(
     # The rows as the UPDATE left them; only the claimed columns are set.
     return [
         [
-            _detached_row(row._asdict(), {"status": S.RUNNING, "attempts": row.attempts + 1})
+            _detached_row(zip(_CLAIMED_KEYS, row, strict=True), status=S.RUNNING, attempts=row.attempts + 1)
             for row in message_rows
         ]
         for message_rows in taken
