@@ -425,7 +425,10 @@ class Runtime:
             run.recorded = True
             run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
         try:
-            finishes = [replace(finish, events=run.pending.take()) for run, finish in writes]
+            finishes = [
+                replace(finish, events=events) if (events := run.pending.take()) else finish
+                for run, finish in writes
+            ]
             try:
                 written = with_db_retry(store.finish, finishes)
             except DatabaseUnavailable as exc:
