@@ -46,7 +46,7 @@ def _set_log_lines(execution_id: str, value: int) -> Update:
     return update(Execution).where(Execution.id == execution_id).values(log_lines=value)
 
 
-def test_a_committed_transaction_leaves_its_connection_idle(
+def test_a_committed_transaction_is_visible_and_holds_no_lock(
     execution_id: str, observer: pymysql.connections.Connection
 ) -> None:
     with session_scope() as session:
