@@ -7,7 +7,6 @@ instead of the queue growing.
 """
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -15,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 R = TypeVar("R")
-log = logging.getLogger("agentq.api.grouping")
 
 
 class Grouped(Generic[T, R]):
@@ -24,19 +22,12 @@ class Grouped(Generic[T, R]):
     ``serve`` runs in the thread pool and answers each item of its group in order, with
     its result or the exception that item raises; the group is at most ``max_group``.
     A call is always served by a ``serve`` that starts after the call was made, never by
-    one already under way: what it reads is at least as new as the call. ``then``, if
-    given, gets each group's outcomes on the event loop once they are answered.
+    one already under way: what it reads is at least as new as the call.
     """
 
-    def __init__(
-        self,
-        serve: Callable[[Sequence[T]], Sequence[R | Exception]],
-        max_group: int,
-        then: Callable[[Sequence[R | Exception]], None] | None = None,
-    ) -> None:
+    def __init__(self, serve: Callable[[Sequence[T]], Sequence[R | Exception]], max_group: int) -> None:
         self._serve = serve
         self._max_group = max_group
-        self._then = then
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._server: asyncio.Task[None] | None = None
 
@@ -62,10 +53,5 @@ class Grouped(Generic[T, R]):
                         answer.set_exception(outcome)
                     else:
                         answer.set_result(outcome)
-                if self._then is not None:
-                    try:
-                        self._then(outcomes)
-                    except Exception:  # logged: the callers have their answers, the next group its turn
-                        log.exception("after serving %d items", len(group))
         finally:
             self._server = None

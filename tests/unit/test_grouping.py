@@ -82,28 +82,6 @@ def test_a_cancelled_caller_leaves_its_group_served() -> None:
     assert served == ["kept", "next"]
 
 
-def test_then_gets_each_groups_outcomes_on_the_loop_once_answered() -> None:
-    seen: list[tuple[list[int | str], bool]] = []
-
-    def serve(items: Sequence[int]) -> list[int | Exception]:
-        return [ValueError("no") if i < 0 else i * 10 for i in items]
-
-    async def scenario() -> list[int | BaseException]:
-        loop_thread = threading.get_ident()
-
-        def then(outcomes: Sequence[int | Exception]) -> None:
-            shown = [o if isinstance(o, int) else str(o) for o in outcomes]
-            seen.append((shown, threading.get_ident() == loop_thread))
-
-        grouped = Grouped(serve, max_group=10, then=then)
-        return await asyncio.gather(*(grouped(i) for i in (1, -1, 2)), return_exceptions=True)
-
-    answers = asyncio.run(scenario())
-
-    assert [a if isinstance(a, int) else str(a) for a in answers] == [10, "no", 20]
-    assert seen == [([10, "no", 20], True)]
-
-
 def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_group_alone() -> None:
     groups: list[list[int]] = []
     first_started = threading.Event()
