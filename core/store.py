@@ -16,12 +16,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
+    Select,
     String,
     Table,
+    Update,
     and_,
     bindparam,
     case,
@@ -37,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, configure_mappers
+from sqlalchemy.sql import Executable
 from ulid import ULID
 
 from core.db import session_scope
@@ -61,6 +64,25 @@ _EXECUTIONS = cast(Table, Execution.__table__)
 _EVENTS = cast(Table, ExecutionEvent.__table__)
 _CLAIMABLE = (S.QUEUED, S.RETRYING)
 _CANCELLABLE = (S.QUEUED, S.RUNNING, S.RETRYING)
+# MySQL's dialect names: a mysql:// URL to MariaDB is "mysql", a mariadb:// one "mariadb".
+_MYSQL_DIALECTS = ("mysql", "mariadb")
+_Locking = TypeVar("_Locking", bound=Executable)
+
+
+def _by_primary_key(statement: _Locking) -> _Locking:
+    """``statement`` (``id IN (…) AND status …``) reads its rows through the primary key.
+
+    Writers lock the rows they share in id order, through the primary key, so that they
+    never lock them in opposite orders. With few rows in a status, MySQL would rather scan
+    the status index, locking its entries before the rows: against a finish's UPDATE by id
+    (rows, then their index entries), the opposite order, and the two deadlock.
+    """
+    for dialect in _MYSQL_DIALECTS:
+        if isinstance(statement, Select):
+            statement = statement.with_hint(Execution, "FORCE INDEX (PRIMARY)", dialect)
+        elif isinstance(statement, Update):
+            statement = statement.with_hint("FORCE INDEX (PRIMARY)", dialect_name=dialect)
+    return statement
 
 
 def new_id() -> str:
@@ -361,7 +383,7 @@ _CLAIMED_COLUMNS = (
 )
 _CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 # The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
-_CLAIMABLE_ROWS = (
+_CLAIMABLE_ROWS = _by_primary_key(
     select(*_CLAIMED_COLUMNS)
     .where(
         Execution.id.in_(bindparam("ids", expanding=True)),
@@ -610,10 +632,12 @@ def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:
     with session_scope() as session:
         if lease_s is not None:
             session.execute(
-                update(Execution)
-                .where(Execution.id.in_(ids), Execution.status == S.RUNNING)
-                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-                .execution_options(synchronize_session=False)
+                _by_primary_key(
+                    update(Execution)
+                    .where(Execution.id.in_(ids), Execution.status == S.RUNNING)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+                    .execution_options(synchronize_session=False)
+                )
             )
         rows = session.execute(
             select(Execution.id, Execution.status, Execution.attempts).where(Execution.id.in_(ids))
@@ -774,10 +798,12 @@ def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
     """Set when the reaper (re)publishes queued or retrying rows that no worker claimed."""
     with session_scope() as session:
         session.execute(
-            update(Execution)
-            .where(Execution.id.in_(list(execution_ids)), Execution.status.in_(_CLAIMABLE))
-            .values(lease_expires_at=until)
-            .execution_options(synchronize_session=False)
+            _by_primary_key(
+                update(Execution)
+                .where(Execution.id.in_(list(execution_ids)), Execution.status.in_(_CLAIMABLE))
+                .values(lease_expires_at=until)
+                .execution_options(synchronize_session=False)
+            )
         )
 
 

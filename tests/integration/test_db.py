@@ -1,15 +1,18 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
-transaction may outlive it, however it ended."""
+transaction may outlive it, however it ended. Writers that share rows lock them through
+the primary key, in id order."""
 
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import Update, update
+from sqlalchemy import Update, event, update
 
 from core import store
 from core.db import engine, session_scope
-from core.models import Execution
+from core.models import Execution, utcnow
 
 
 @pytest.fixture
@@ -74,3 +77,40 @@ def test_a_connection_closed_mid_transaction_is_rolled_back(
             _log_lines(observer, execution_id)
 
     assert _log_lines(observer, execution_id) == 0
+
+
+def test_locking_by_id_and_status_goes_through_the_primary_key(
+    database: str, observer: pymysql.connections.Connection
+) -> None:
+    """A worker's heartbeat names every running row: for ``id IN (…) AND status …`` MySQL
+    would then as soon scan the status index, locking its entries before the rows, the
+    opposite order of a finish's UPDATE by id (the two deadlocked under load)."""
+    spec = store.NewExecution(
+        plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0
+    )
+    ids = [s.execution.id for s in store.create_executions([spec] * 400)]
+    running, queued = ids[:5], ids[5:10]
+    with observer.cursor() as cur:
+        cur.execute("UPDATE executions SET status = 'succeeded' WHERE id NOT IN %s", (running + queued,))
+        cur.execute("UPDATE executions SET status = 'running', attempts = 1 WHERE id IN %s", (running,))
+        cur.execute("ANALYZE TABLE executions")
+    keys: dict[str, list[str]] = {}  # a locking statement: the indexes it reads through
+
+    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        locking = statement.startswith("UPDATE") or statement.endswith("FOR UPDATE")
+        if locking and "executions.status" in statement.partition("WHERE")[2]:
+            sql = cursor.mogrify(statement, parameters)
+            with observer.cursor(pymysql.cursors.DictCursor) as cur:
+                cur.execute(f"EXPLAIN {sql}")
+                keys[sql] = [row["key"] for row in cur.fetchall()]
+
+    event.listen(engine(), "before_cursor_execute", explain)
+    try:
+        store.heartbeat(dict.fromkeys(running, 1), lease_s=60)
+        store.lease_unclaimed(queued, utcnow() + timedelta(seconds=60))
+        store.claim([(queued, 0)], "w1", lease_s=60)
+    finally:
+        event.remove(engine(), "before_cursor_execute", explain)
+
+    assert len(keys) == 3, keys  # the heartbeat's, the reaper's and the claim's
+    assert {sql: used for sql, used in keys.items() if used != ["PRIMARY"]} == {}
