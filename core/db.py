@@ -21,9 +21,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """The engine of ``url``; with ``autocommit``, for reads of one statement: each is its
+    own transaction, so none ends in a COMMIT (a round trip) or a ROLLBACK (skipped)."""
+    options: dict[str, Any] = (
+        {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if autocommit else {}
+    )
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # Results may be up to 16 MiB of JSON; PyMySQL's own cap is 16 MiB including the SQL.
@@ -44,6 +49,7 @@ def make_engine(url: str) -> Engine:
         # is closed, not pooled. The pool's ROLLBACK was a round trip per transaction.
         pool_reset_on_return=None,
         connect_args=connect_args,
+        **options,
     )
 
 
@@ -53,8 +59,18 @@ def engine() -> Engine:
 
 
 @cache
+def read_engine() -> Engine:
+    return make_engine(settings.database_url, autocommit=True)
+
+
+@cache
 def _sessions() -> sessionmaker[Session]:
     return sessionmaker(engine(), expire_on_commit=False)
+
+
+@cache
+def _read_sessions() -> sessionmaker[Session]:
+    return sessionmaker(read_engine())
 
 
 @contextmanager
@@ -64,7 +80,17 @@ def session_scope() -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A session for one SELECT, in autocommit: it reads what is committed when it runs,
+    and ends without a round trip. Reads that must agree with each other, and every
+    write, go in a ``session_scope``."""
+    with _read_sessions()() as session:
+        yield session
+
+
 def dispose_after_fork() -> None:
     """Drop connections inherited from a parent process without closing the parent's."""
-    if engine.cache_info().currsize:
-        engine().dispose(close=False)
+    for made in (engine, read_engine):
+        if made.cache_info().currsize:
+            made().dispose(close=False)

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.sql import Executable
 from ulid import ULID
 
-from core.db import session_scope
+from core.db import read_scope, session_scope
 from core.errors import ExecutionNotFound, IdempotencyConflict, NameTaken, NotCancellable, ScheduleNotFound
 from core.models import (
     ADMIN_OWNER,
@@ -313,7 +313,7 @@ _ROWS_BY_ID = select(Execution).where(Execution.id.in_(bindparam("ids", expandin
 
 def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
     """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
-    with session_scope() as session:
+    with read_scope() as session:
         rows = {row.id: row for row in session.scalars(_ROWS_BY_ID, {"ids": list({i for i, _ in wanted})})}
     return [
         row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)

@@ -1,6 +1,6 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
-transaction may outlive it, however it ended. Writers that share rows lock them through
-the primary key, in id order."""
+transaction may outlive it, however it ended. A poll's read is one statement. Writers that
+share rows lock them through the primary key, in id order."""
 
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,7 +12,7 @@ from sqlalchemy import Update, event, update
 
 from core import store
 from core.db import engine, session_scope
-from core.models import Execution, utcnow
+from core.models import ADMIN_OWNER, Execution, utcnow
 
 
 @pytest.fixture
@@ -77,6 +77,32 @@ def test_a_connection_closed_mid_transaction_is_rolled_back(
             _log_lines(observer, execution_id)
 
     assert _log_lines(observer, execution_id) == 0
+
+
+def _statement_counts(observer: pymysql.connections.Connection) -> dict[str, int]:
+    with observer.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Com_commit', 'Com_rollback')")
+        return {name: int(count) for name, count in cur.fetchall()}
+
+
+def test_a_poll_reads_in_one_statement_what_is_committed(
+    execution_id: str, observer: pymysql.connections.Connection
+) -> None:
+    store.get_execution(execution_id, ADMIN_OWNER)  # a first connection reads the server's settings
+    before = _statement_counts(observer)
+    polled = [store.get_execution(execution_id, ADMIN_OWNER) for _ in range(5)]
+    with session_scope() as session:
+        session.execute(_set_log_lines(execution_id, 3))
+    polled.append(store.get_execution(execution_id, ADMIN_OWNER))
+    counts = _statement_counts(observer)
+
+    assert [row.log_lines for row in polled] == [0] * 5 + [3]
+    # Six SELECTs, and the COMMIT of the write alone: no read ends in a round trip.
+    assert {name: counts[name] - before[name] for name in counts} == {
+        "Com_select": 6,
+        "Com_commit": 1,
+        "Com_rollback": 0,
+    }
 
 
 def test_locking_by_id_and_status_goes_through_the_primary_key(
