@@ -44,7 +44,8 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
         pool_pre_ping=True,  # survive a database restart without a failed request
         pool_recycle=1800,
         # No ROLLBACK when a connection goes back to the pool: every use is a Session
-        # transaction (session_scope) that ends in COMMIT or ROLLBACK first; one closed
+        # transaction (session_scope) that ends in COMMIT or ROLLBACK first, or a read in
+        # autocommit (read_scope), which leaves no transaction; one closed
         # mid-transaction is rolled back by SQLAlchemy on close, and one garbage-collected
         # is closed, not pooled. The pool's ROLLBACK was a round trip per transaction.
         pool_reset_on_return=None,
