@@ -14,13 +14,14 @@ from core import store
 from core.db import engine, session_scope
 from core.models import ADMIN_OWNER, Execution, utcnow
 
+ECHO = store.NewExecution(
+    plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0
+)
+
 
 @pytest.fixture
 def execution_id(database: str) -> str:
-    spec = store.NewExecution(
-        plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0
-    )
-    return store.create_executions([spec])[0].execution.id
+    return store.create_executions([ECHO])[0].execution.id
 
 
 @pytest.fixture
@@ -111,10 +112,7 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
     """A worker's heartbeat names every running row: for ``id IN (…) AND status …`` MySQL
     would then as soon scan the status index, locking its entries before the rows, the
     opposite order of a finish's UPDATE by id (the two deadlocked under load)."""
-    spec = store.NewExecution(
-        plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0
-    )
-    ids = [s.execution.id for s in store.create_executions([spec] * 400)]
+    ids = [s.execution.id for s in store.create_executions([ECHO] * 400)]
     running, queued = ids[:5], ids[5:10]
     with observer.cursor() as cur:
         cur.execute("UPDATE executions SET status = 'succeeded' WHERE id NOT IN %s", (running + queued,))
