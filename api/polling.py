@@ -62,7 +62,7 @@ async def follow(row: Execution, after_seq: int) -> AsyncIterator[ExecutionEvent
     with waiters.watch(row.id) as changed:
         while True:
             changed.clear()  # before the read: a change during it wakes the next wait
-            events = await run_in_threadpool(store.read_events, row.id, after_seq, EVENTS_PAGE)
+            events = await run_in_threadpool(store.read_events, row, after_seq, EVENTS_PAGE)
             for event in events:
                 yield event
                 after_seq = event.seq

@@ -136,6 +136,7 @@ class ExecutionEvent(Base):
     """One entry of an execution's event log: a status change, a progress update or a log line.
 
     ``seq`` counts from 1 per execution; the terminal status is always the last entry.
+    The first, ``queued``, is the execution's row itself: not stored (``store.read_events``).
     """
 
     __tablename__ = "execution_events"

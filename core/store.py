@@ -168,7 +168,6 @@ def _status_events(data: Any, at: Any) -> Any:
     return insert(_EVENTS).from_select(_EVENT_COLUMNS, source)
 
 
-_QUEUED_EVENTS = _status_events(func.json_object("status", S.QUEUED.value), _EXECUTIONS.c.created_at)
 _RUNNING_EVENTS = _status_events(
     func.json_object(
         "status", S.RUNNING.value, "attempt", _EXECUTIONS.c.attempts, "worker", bindparam("worker")
@@ -286,10 +285,10 @@ def _inserted_row(values: dict[str, Any]) -> Execution:
 
 def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
     """New executions (their columns) in one multi-row INSERT (Core executemany of plain
-    dicts: no unit of work, no attribute reads), then their ``queued`` events from them."""
+    dicts: no unit of work, no attribute reads). Their first event is the row itself
+    (see ``read_events``): nothing else to write."""
     if new:
         session.connection().execute(insert(_EXECUTIONS), new)
-        session.execute(_QUEUED_EVENTS, {"ids": [values["id"] for values in new]})
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -610,16 +609,31 @@ def record_events(batches: Mapping[tuple[str, int], Sequence[NewEvent]]) -> set[
     return set(recorded)
 
 
-def read_events(execution_id: str, after_seq: int, limit: int = 500) -> list[ExecutionEvent]:
-    """Events of an execution numbered after ``after_seq``, in order (owner checked by the caller)."""
+def read_events(row: Execution, after_seq: int, limit: int = 500) -> list[ExecutionEvent]:
+    """Events of the execution ``row`` numbered after ``after_seq``, in order (owner checked
+    by the caller).
+
+    The first, ``queued`` at ``created_at``, is read off the row: a submission writes no
+    event, which saves it a statement. Rows written before that have theirs stored as seq 1.
+    """
     query = (
         select(ExecutionEvent)
-        .where(ExecutionEvent.execution_id == execution_id, ExecutionEvent.seq > after_seq)
+        .where(ExecutionEvent.execution_id == row.id, ExecutionEvent.seq > after_seq)
         .order_by(ExecutionEvent.seq)
         .limit(limit)
     )
-    with session_scope() as session:
-        return list(session.scalars(query))
+    with read_scope() as session:
+        events = list(session.scalars(query))
+    if after_seq < 1 and not (events and events[0].seq == 1):
+        created = ExecutionEvent(
+            execution_id=row.id,
+            seq=1,
+            at=row.created_at,
+            kind=EventKind.STATUS,
+            data={"status": S.QUEUED.value},
+        )
+        events = [created, *events][:limit]
+    return events
 
 
 def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:

@@ -1,6 +1,6 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
-transaction may outlive it, however it ended. A poll's read is one statement. Writers that
-share rows lock them through the primary key, in id order."""
+transaction may outlive it, however it ended. A poll's read is one statement, and so is a
+submission's write. Writers that share rows lock them through the primary key, in id order."""
 
 from collections.abc import Iterator
 from datetime import timedelta
@@ -80,9 +80,12 @@ def test_a_connection_closed_mid_transaction_is_rolled_back(
     assert _log_lines(observer, execution_id) == 0
 
 
-def _statement_counts(observer: pymysql.connections.Connection) -> dict[str, int]:
+def _statement_counts(
+    observer: pymysql.connections.Connection,
+    names: tuple[str, ...] = ("Com_select", "Com_commit", "Com_rollback"),
+) -> dict[str, int]:
     with observer.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Com_commit', 'Com_rollback')")
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN %s", (names,))
         return {name: int(count) for name, count in cur.fetchall()}
 
 
@@ -138,3 +141,44 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
 
     assert len(keys) == 3, keys  # the heartbeat's, the reaper's and the claim's
     assert {sql: used for sql, used in keys.items() if used != ["PRIMARY"]} == {}
+
+
+WRITES = ("Com_insert", "Com_insert_select", "Com_commit")
+
+
+def test_a_submission_is_one_insert_and_its_row_is_its_queued_event(
+    database: str, observer: pymysql.connections.Connection
+) -> None:
+    store.create_executions([ECHO])  # a first connection reads the server's settings
+    before = _statement_counts(observer, WRITES)
+    row = store.create_executions([ECHO])[0].execution
+    counts = _statement_counts(observer, WRITES)
+    store.claim([([row.id], 0)], "w1", lease_s=60)
+
+    # The row's INSERT and its COMMIT: no INSERT … SELECT of a `queued` event.
+    assert {name: counts[name] - before[name] for name in counts} == {
+        "Com_insert": 1,
+        "Com_insert_select": 0,
+        "Com_commit": 1,
+    }
+    events = store.read_events(row, 0)
+    assert [(e.seq, e.kind.value, e.data["status"]) for e in events] == [
+        (1, "status", "queued"),
+        (2, "status", "running"),
+    ]
+    assert events[0].at == row.created_at
+    assert [e.seq for e in store.read_events(row, 1)] == [2]
+    assert [e.seq for e in store.read_events(row, 0, limit=1)] == [1]
+
+
+def test_a_queued_event_stored_by_an_earlier_version_is_read_once(
+    execution_id: str, observer: pymysql.connections.Connection
+) -> None:
+    row = store.get_execution(execution_id, ADMIN_OWNER)
+    with observer.cursor() as cur:
+        cur.execute(
+            "INSERT INTO execution_events (execution_id, seq, at, kind, data) VALUES (%s, 1, %s, 'status', %s)",
+            (execution_id, row.created_at, '{"status": "queued", "stored": true}'),
+        )
+
+    assert [(e.seq, e.data) for e in store.read_events(row, 0)] == [(1, {"status": "queued", "stored": True})]
