@@ -22,7 +22,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """The engine of ``url``; with ``autocommit``, for reads of one statement: each is its
+    """The engine of ``url``; with ``autocommit``, for work of one statement: each is its
     own transaction, so none ends in a COMMIT (a round trip) or a ROLLBACK (skipped)."""
     options: dict[str, Any] = (
         {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if autocommit else {}
@@ -45,7 +45,7 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
         pool_recycle=1800,
         # No ROLLBACK when a connection goes back to the pool: every use is a Session
         # transaction (session_scope) that ends in COMMIT or ROLLBACK first, or a read in
-        # autocommit (read_scope), which leaves no transaction; one closed
+        # autocommit (autocommit_scope), which leaves no transaction; one closed
         # mid-transaction is rolled back by SQLAlchemy on close, and one garbage-collected
         # is closed, not pooled. The pool's ROLLBACK was a round trip per transaction.
         pool_reset_on_return=None,
@@ -60,7 +60,7 @@ def engine() -> Engine:
 
 
 @cache
-def read_engine() -> Engine:
+def autocommit_engine() -> Engine:
     return make_engine(settings.database_url, autocommit=True)
 
 
@@ -70,8 +70,8 @@ def _sessions() -> sessionmaker[Session]:
 
 
 @cache
-def _read_sessions() -> sessionmaker[Session]:
-    return sessionmaker(read_engine())
+def _autocommit_sessions() -> sessionmaker[Session]:
+    return sessionmaker(autocommit_engine())
 
 
 @contextmanager
@@ -82,16 +82,18 @@ def session_scope() -> Iterator[Session]:
 
 
 @contextmanager
-def read_scope() -> Iterator[Session]:
-    """A session for one SELECT, in autocommit: it reads what is committed when it runs,
-    and ends without a round trip. Reads that must agree with each other, and every
-    write, go in a ``session_scope``."""
-    with _read_sessions()() as session:
+def autocommit_scope() -> Iterator[Session]:
+    """A session in autocommit: the server commits each statement as it runs (or undoes
+    it, if it fails), and the session ends without a round trip. For one SELECT (it reads
+    what is committed when it runs) or one write, which is atomic by itself. Reads that
+    must agree with each other, and writes of more than one statement, go in a
+    ``session_scope``."""
+    with _autocommit_sessions()() as session:
         yield session
 
 
 def dispose_after_fork() -> None:
     """Drop connections inherited from a parent process without closing the parent's."""
-    for made in (engine, read_engine):
+    for made in (engine, autocommit_engine):
         if made.cache_info().currsize:
             made().dispose(close=False)

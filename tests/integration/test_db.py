@@ -1,6 +1,6 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
 transaction may outlive it, however it ended. A poll's read is one statement, and so is a
-submission's write. Writers that share rows lock them through the primary key, in id order."""
+single submission's write. Writers that share rows lock them through the primary key, in id order."""
 
 from collections.abc import Iterator
 from datetime import timedelta
@@ -146,21 +146,31 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
 WRITES = ("Com_insert", "Com_insert_select", "Com_commit")
 
 
-def test_a_submission_is_one_insert_and_its_row_is_its_queued_event(
+def test_a_submission_is_one_statement_and_its_row_is_its_queued_event(
     database: str, observer: pymysql.connections.Connection
 ) -> None:
     store.create_executions([ECHO])  # a first connection reads the server's settings
     before = _statement_counts(observer, WRITES)
     row = store.create_executions([ECHO])[0].execution
-    counts = _statement_counts(observer, WRITES)
-    store.claim([([row.id], 0)], "w1", lease_s=60)
+    single = _statement_counts(observer, WRITES)
+    store.create_executions([ECHO, ECHO])
+    batch = _statement_counts(observer, WRITES)
 
-    # The row's INSERT and its COMMIT: no INSERT … SELECT of a `queued` event.
-    assert {name: counts[name] - before[name] for name in counts} == {
+    # The row's INSERT alone, committed as it runs: no COMMIT, no INSERT … SELECT of a
+    # `queued` event. Two rows commit together.
+    assert {name: single[name] - before[name] for name in WRITES} == {
+        "Com_insert": 1,
+        "Com_insert_select": 0,
+        "Com_commit": 0,
+    }
+    assert {name: batch[name] - single[name] for name in WRITES} == {
         "Com_insert": 1,
         "Com_insert_select": 0,
         "Com_commit": 1,
     }
+    assert _log_lines(observer, row.id) == 0  # committed, and no lock held
+
+    store.claim([([row.id], 0)], "w1", lease_s=60)
     events = store.read_events(row, 0)
     assert [(e.seq, e.kind.value, e.data["status"]) for e in events] == [
         (1, "status", "queued"),
