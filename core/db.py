@@ -1,11 +1,13 @@
 """The database engine and sessions; one engine per process, created lazily after fork."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import settings
@@ -37,11 +39,10 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
         # TLS when the URL asks for it (ssl_ca=…, ssl_verify_cert=…). Otherwise PyMySQL ≥ 1.2
         # builds a TLS context for every connection (~65 ms of CPU) to try TLS unverified.
         connect_args["ssl_disabled"] = True
-    return create_engine(
+    made = create_engine(
         url,
         pool_size=20,
         max_overflow=30,
-        pool_pre_ping=True,  # survive a database restart without a failed request
         pool_recycle=1800,
         # No ROLLBACK when a connection goes back to the pool: every use is a Session
         # transaction (session_scope) that ends in COMMIT or ROLLBACK first, or a read in
@@ -52,6 +53,39 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
         connect_args=connect_args,
         **options,
     )
+    _ping_when_idle(made)
+    return made
+
+
+# A pooled connection idle longer than this is pinged before use.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection before use only if it has been idle for ``PING_AFTER_IDLE_S``.
+
+    A restarted database leaves the pool's connections dead; pinging each at checkout
+    (``pool_pre_ping``) finds out before a request fails, but costs every transaction a
+    round trip. A restart takes longer than the idle bound, so the first connection used
+    after one is pinged, and its failure replaces them all; one in use every moment has
+    just answered.
+    """
+
+    def checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        now = time.monotonic()  # a new connection has no stamp: it has just answered too
+        if now - record.info.get("idle_since", now) > PING_AFTER_IDLE_S:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                # The database went away: every pooled connection is replaced as it is
+                # checked out, this one at once.
+                raise InvalidatePoolError(f"a pooled connection is dead: {exc}") from exc
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
 
 
 @cache

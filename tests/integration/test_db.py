@@ -2,16 +2,17 @@
 transaction may outlive it, however it ended. A poll's read is one statement, and so is a
 single submission's write. Writers that share rows lock them through the primary key, in id order."""
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import Update, event, update
+from sqlalchemy import Update, event, text, update
 
-from core import store
-from core.db import engine, session_scope
+from core import db, store
+from core.db import autocommit_scope, engine, session_scope
 from core.models import ADMIN_OWNER, Execution, utcnow
 
 ECHO = store.NewExecution(
@@ -192,3 +193,41 @@ def test_a_queued_event_stored_by_an_earlier_version_is_read_once(
         )
 
     assert [(e.seq, e.data) for e in store.read_events(row, 0)] == [(1, {"status": "queued", "stored": True})]
+
+
+def _connection_id() -> int:
+    with autocommit_scope() as session:
+        return int(session.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+
+
+def test_a_connection_in_steady_use_is_not_pinged_and_an_idle_one_is(
+    execution_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinged: list[object] = []
+    dialect = db.autocommit_engine().dialect
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pinged.append(conn) or ping(conn))
+    store.get_execution(execution_id, ADMIN_OWNER)
+
+    for _ in range(5):
+        store.get_execution(execution_id, ADMIN_OWNER)
+    in_use = len(pinged)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
+    time.sleep(0.1)
+    store.get_execution(execution_id, ADMIN_OWNER)
+
+    assert in_use == 0
+    assert len(pinged) == 1
+
+
+def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
+    execution_id: str, observer: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
+    dead = _connection_id()
+    with observer.cursor() as cur:
+        cur.execute(f"KILL {dead}")  # as a database restart leaves it
+    time.sleep(0.1)
+
+    assert store.get_execution(execution_id, ADMIN_OWNER).id == execution_id
+    assert _connection_id() != dead
