@@ -629,14 +629,8 @@ def read_events(row: Execution, after_seq: int, limit: int = 500) -> list[Execut
     with autocommit_scope() as session:
         events = list(session.scalars(query))
     if after_seq < 1 and not (events and events[0].seq == 1):
-        created = ExecutionEvent(
-            execution_id=row.id,
-            seq=1,
-            at=row.created_at,
-            kind=EventKind.STATUS,
-            data={"status": S.QUEUED.value},
-        )
-        events = [created, *events][:limit]
+        queued = NewEvent(EventKind.STATUS, {"status": S.QUEUED.value}, row.created_at)
+        events = [_event_row(row.id, 1, queued), *events][:limit]
     return events
 
 
