@@ -7,7 +7,7 @@ instead of the queue growing.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -23,15 +23,31 @@ class Grouped(Generic[T, R]):
     its result or the exception that item raises; the group is at most ``max_group``.
     A call is always served by a ``serve`` that starts after the call was made, never by
     one already under way: what it reads is at least as new as the call.
+
+    With ``serve_alone``, a call made while nothing is under way is served by it, in the
+    caller's own coroutine: no thread, no task, no future. Calls made meanwhile are grouped.
     """
 
-    def __init__(self, serve: Callable[[Sequence[T]], Sequence[R | Exception]], max_group: int) -> None:
+    def __init__(
+        self,
+        serve: Callable[[Sequence[T]], Sequence[R | Exception]],
+        max_group: int,
+        serve_alone: Callable[[T], Awaitable[R]] | None = None,
+    ) -> None:
         self._serve = serve
         self._max_group = max_group
+        self._serve_alone = serve_alone
+        self._alone = False  # a call is being served by serve_alone
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._server: asyncio.Task[None] | None = None
 
     async def __call__(self, item: T) -> R:
+        if self._serve_alone is not None and not self._alone and self._server is None:
+            self._alone = True
+            try:
+                return await self._serve_alone(item)
+            finally:
+                self._alone = False
         answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, answer))
         if self._server is None:

@@ -12,6 +12,7 @@ from api.routes import compat, events, executions, health, keys, plugins, schedu
 from api.submit import flush_publishes
 from api.waiters import waiters
 from core import heap, logs
+from core.db import dispose_async_engine
 from core.settings import settings
 
 
@@ -25,6 +26,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     await waiters.stop()
     await run_in_threadpool(flush_publishes)
+    await dispose_async_engine()
 
 
 def create_app() -> FastAPI:

@@ -10,15 +10,27 @@ from starlette.concurrency import run_in_threadpool
 from api.grouping import Grouped
 from api.waiters import waiters
 from core import store
+from core.db import has_async_engine
+from core.errors import ExecutionNotFound
 from core.models import TERMINAL, EventKind, Execution, ExecutionEvent
 from core.settings import settings
 
 EVENTS_PAGE = 500
 
 
+async def _read_alone(wanted: tuple[str, str]) -> Execution:
+    (found,) = await store.get_executions_on_loop([wanted])
+    if isinstance(found, ExecutionNotFound):
+        raise found
+    return found
+
+
 # Reads that arrive while others are under way are made together, in one SELECT that
 # starts after each of them arrived: the long-polls a change wakes share one fresh read.
-_reads_together = Grouped(store.get_executions, max_group=500)
+# Where the database has an asyncio driver, a read alone is made from the event loop.
+_reads_together = Grouped(
+    store.get_executions, max_group=500, serve_alone=_read_alone if has_async_engine() else None
+)
 
 
 async def read(execution_id: str, owner: str) -> Execution:

@@ -22,6 +22,7 @@ from api.catalog import catalog
 from api.grouping import Grouped
 from api.schemas import ExecutionCreate
 from core import queue, store
+from core.db import has_async_engine
 from core.errors import BrokerUnavailable, IdempotencyConflict, InvalidRequest
 from core.grouping import GroupingThread
 from core.models import Execution, utcnow
@@ -117,6 +118,14 @@ def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exceptio
     return [next(answers) if outcome is None else outcome for outcome in outcomes]
 
 
+async def submit_alone(single: Single) -> store.Submitted:
+    """A submission with none other under way, written from the event loop."""
+    spec = prepare([single.item], single.owner, idempotency_key=single.idempotency_key)[0]
+    submitted = await store.create_execution_on_loop(spec)
+    publisher.submit([submitted])
+    return submitted
+
+
 def _create_alone(spec: store.NewExecution) -> store.Submitted | Exception:
     try:
         return store.create_executions([spec])[0]
@@ -136,5 +145,10 @@ def flush_publishes(timeout_s: float = 10.0) -> None:
 
 
 # At most one chunk of a batch: a group is then one broker message per queue and priority.
-submit_single = Grouped(submit_singles, max_group=settings.chunk_size)
+# Where the database has an asyncio driver, a submission alone skips the thread pool.
+submit_single = Grouped(
+    submit_singles,
+    max_group=settings.chunk_size,
+    serve_alone=submit_alone if has_async_engine() else None,
+)
 publisher = GroupingThread("agentq-publisher", _publish_groups, settings.chunk_size, weight=len)

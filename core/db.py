@@ -1,4 +1,8 @@
-"""The database engine and sessions; one engine per process, created lazily after fork."""
+"""The database engines and sessions; one engine per process, created lazily after fork.
+
+On MySQL the API also has an engine on its event loop (asyncmy): a request with no other
+under way is written from the loop itself, without a hop to a thread and back.
+"""
 
 import time
 from collections.abc import Iterator
@@ -6,8 +10,9 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import settings
@@ -23,37 +28,66 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _autocommit(autocommit: bool) -> dict[str, Any]:
+    # Each statement its own transaction: none ends in a COMMIT (a round trip) or a
+    # ROLLBACK (skipped).
+    return {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if autocommit else {}
+
+
+def _mysql_options(connect_args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pool_size": 20,
+        "max_overflow": 30,
+        "pool_recycle": 1800,
+        # No ROLLBACK when a connection goes back to the pool: every use is a Session
+        # transaction (session_scope) that ends in COMMIT or ROLLBACK first, or work in
+        # autocommit, which leaves no transaction; one closed mid-transaction is rolled
+        # back by SQLAlchemy on close, and one garbage-collected is closed, not pooled.
+        # The pool's ROLLBACK was a round trip per transaction.
+        "pool_reset_on_return": None,
+        # Results may be up to 16 MiB of JSON; the drivers' own cap is 16 MiB including the SQL.
+        "connect_args": {"max_allowed_packet": 64 * 1024 * 1024, "charset": "utf8mb4", **connect_args},
+    }
+
+
 def make_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """The engine of ``url``; with ``autocommit``, for work of one statement: each is its
-    own transaction, so none ends in a COMMIT (a round trip) or a ROLLBACK (skipped)."""
-    options: dict[str, Any] = (
-        {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True} if autocommit else {}
-    )
+    """The engine of ``url``; with ``autocommit``, for work of one statement."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, **_autocommit(autocommit)
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # Results may be up to 16 MiB of JSON; PyMySQL's own cap is 16 MiB including the SQL.
-    connect_args: dict[str, Any] = {"max_allowed_packet": 64 * 1024 * 1024, "charset": "utf8mb4"}
-    if not any(option.startswith("ssl") for option in make_url(url).query):
-        # TLS when the URL asks for it (ssl_ca=…, ssl_verify_cert=…). Otherwise PyMySQL ≥ 1.2
-        # builds a TLS context for every connection (~65 ms of CPU) to try TLS unverified.
-        connect_args["ssl_disabled"] = True
-    made = create_engine(
-        url,
-        pool_size=20,
-        max_overflow=30,
-        pool_recycle=1800,
-        # No ROLLBACK when a connection goes back to the pool: every use is a Session
-        # transaction (session_scope) that ends in COMMIT or ROLLBACK first, or a read in
-        # autocommit (autocommit_scope), which leaves no transaction; one closed
-        # mid-transaction is rolled back by SQLAlchemy on close, and one garbage-collected
-        # is closed, not pooled. The pool's ROLLBACK was a round trip per transaction.
-        pool_reset_on_return=None,
-        connect_args=connect_args,
-        **options,
-    )
+    # TLS when the URL asks for it (ssl_ca=…, ssl_verify_cert=…). Otherwise PyMySQL ≥ 1.2
+    # builds a TLS context for every connection (~65 ms of CPU) to try TLS unverified.
+    plain = {} if _asks_for_tls(make_url(url)) else {"ssl_disabled": True}
+    made = create_engine(url, **_mysql_options(plain), **_autocommit(autocommit))
     _ping_when_idle(made)
+    return made
+
+
+def _asks_for_tls(url: URL) -> bool:
+    return any(option.startswith("ssl") for option in url.query)
+
+
+def async_url(url: str) -> URL | None:
+    """``url`` with MySQL's asyncio driver; None where the event loop has no driver for it:
+    SQLite, and TLS (set up by PyMySQL's URL options, which asyncmy does not take)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("mysql", "mariadb") or _asks_for_tls(parsed):
+        return None
+    return parsed.set(drivername=f"{parsed.get_backend_name()}+asyncmy")
+
+
+def has_async_engine() -> bool:
+    """Whether this process's database can be used from the event loop (``async_engine``)."""
+    return async_url(settings.database_url) is not None
+
+
+def make_async_engine(url: URL) -> AsyncEngine:
+    """An autocommit engine on the running event loop, for work of one statement."""
+    made = create_async_engine(url, **_mysql_options({}), **_autocommit(True))
+    _ping_when_idle(made.sync_engine)
     return made
 
 
@@ -96,6 +130,22 @@ def engine() -> Engine:
 @cache
 def autocommit_engine() -> Engine:
     return make_engine(settings.database_url, autocommit=True)
+
+
+@cache
+def async_engine() -> AsyncEngine:
+    """The event loop's engine (``async_url``); its connections belong to the loop that made
+    them, so ``dispose_async_engine`` closes them before the loop ends."""
+    url = async_url(settings.database_url)
+    if url is None:
+        raise RuntimeError(f"no asyncio driver for {settings.database_url}: use the thread pool")
+    return make_async_engine(url)
+
+
+async def dispose_async_engine() -> None:
+    if async_engine.cache_info().currsize:
+        await async_engine().dispose()
+        async_engine.cache_clear()
 
 
 @cache

@@ -13,13 +13,15 @@ finish) get gap-free, ordered numbers, and an UPDATE that matched nothing record
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
+    Connection,
+    Result,
     Select,
     String,
     Table,
@@ -38,11 +40,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.sql import Executable
 from ulid import ULID
 
-from core.db import autocommit_scope, session_scope
+from core.db import async_engine, autocommit_scope, session_scope
 from core.errors import ExecutionNotFound, IdempotencyConflict, NameTaken, NotCancellable, ScheduleNotFound
 from core.models import (
     ADMIN_OWNER,
@@ -67,6 +70,7 @@ _CANCELLABLE = (S.QUEUED, S.RUNNING, S.RETRYING)
 # MySQL's dialect names: a mysql:// URL to MariaDB is "mysql", a mariadb:// one "mariadb".
 _MYSQL_DIALECTS = ("mysql", "mariadb")
 _Locking = TypeVar("_Locking", bound=Executable)
+T = TypeVar("T")
 
 
 def _by_primary_key(statement: _Locking) -> _Locking:
@@ -83,6 +87,30 @@ def _by_primary_key(statement: _Locking) -> _Locking:
         elif isinstance(statement, Update):
             statement = statement.with_hint("FORCE INDEX (PRIMARY)", dialect_name=dialect)
     return statement
+
+
+# The statements of a store function apart from their I/O: a generator that yields each
+# (statement, parameters), is sent its result, and returns the answer. One plan serves
+# both a thread (``_run``) and the event loop (``_run_on_loop``).
+_Plan = Generator[tuple[Executable, Any], Result[Any], T]
+
+
+def _run(plan: _Plan[T], connection: Connection) -> T:
+    try:
+        step = next(plan)
+        while True:
+            step = plan.send(connection.execute(*step))
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+async def _run_on_loop(plan: _Plan[T], connection: AsyncConnection) -> T:
+    try:
+        step = next(plan)
+        while True:
+            step = plan.send(await connection.execute(*step))
+    except StopIteration as done:
+        return cast(T, done.value)
 
 
 def new_id() -> str:
@@ -191,52 +219,72 @@ def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     A concurrent submit with the same key loses the unique-key race and is answered
     from the winner's row on the second pass.
     """
-    try:
-        return _create_executions(specs)
-    except IntegrityError:
-        return _create_executions(specs)
+    # One row is one INSERT, atomic by itself: written in autocommit, it saves the COMMIT's
+    # round trip (a known key's SELECT before it needs none either: the unique key settles
+    # a race). More rows may go as several INSERTs (PyMySQL splits an executemany at
+    # 1 MB), which must commit together.
+    for second_pass in (False, True):
+        try:
+            with autocommit_scope() if len(specs) == 1 else session_scope() as session:
+                return _run(_creating(specs), session.connection())
+        except IntegrityError:
+            if second_pass:
+                raise
+    raise AssertionError("unreachable")
 
 
-def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
+async def create_execution_on_loop(spec: NewExecution) -> Submitted:
+    """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``)."""
+    for second_pass in (False, True):
+        try:
+            async with async_engine().connect() as connection:
+                return (await _run_on_loop(_creating([spec]), connection))[0]
+        except IntegrityError:
+            if second_pass:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _creating(specs: Sequence[NewExecution]) -> _Plan[list[Submitted]]:
     keys = {s.idempotency_key for s in specs if s.idempotency_key}
     now = utcnow()
     # Not claimed by then, the reaper publishes it again: a crash between the commit and
     # the publish loses no execution.
     publish_by = now + timedelta(seconds=settings.queued_lease_s)
-    # One row is one INSERT, atomic by itself: written in autocommit, it saves the COMMIT's
-    # round trip (a known key's SELECT before it needs none either: the unique key settles
-    # a race). More rows may go as several INSERTs (PyMySQL splits an executemany at
-    # 1 MB), which must commit together.
-    with autocommit_scope() if len(specs) == 1 else session_scope() as session:
-        # Keys are per owner: (owner, key) -> its execution.
-        known: dict[tuple[str, str], Execution] = {}
-        if keys:
-            owners = {s.owner for s in specs if s.idempotency_key}
-            rows = session.scalars(
-                select(Execution).where(Execution.owner.in_(owners), Execution.idempotency_key.in_(keys))
-            )
-            known = {(row.owner, row.idempotency_key): row for row in rows if row.idempotency_key}
-        out: list[Submitted] = []
-        new: list[dict[str, Any]] = []  # the columns of the rows to insert
-        for spec in specs:
-            key = spec.idempotency_key
-            if key and (spec.owner, key) in known:
-                row = known[(spec.owner, key)]
-                if not _same_request(row, spec):
-                    raise IdempotencyConflict(
-                        f"Idempotency-Key {key!r} was used for a different request "
-                        f"({row.plugin}/{row.command}, execution {row.id}); use a new key."
-                    )
-                out.append(Submitted(row, created=False))
-                continue
-            values = _new_values(spec, now, publish_by)
-            new.append(values)
-            row = _inserted_row(values)
-            if key:
-                known[(spec.owner, key)] = row
-            out.append(Submitted(row))
-        _insert_new(session, new)
-        return out
+    # Keys are per owner: (owner, key) -> its execution.
+    known: dict[tuple[str, str], Execution] = {}
+    if keys:
+        owners = list({s.owner for s in specs if s.idempotency_key})
+        rows = yield _ROWS_BY_KEY, {"owners": owners, "keys": list(keys)}
+        known = {(row.owner, row.idempotency_key): _detached_row(row._mapping) for row in rows}
+    out: list[Submitted] = []
+    new: list[dict[str, Any]] = []  # the columns of the rows to insert
+    for spec in specs:
+        key = spec.idempotency_key
+        if key and (spec.owner, key) in known:
+            row = known[(spec.owner, key)]
+            if not _same_request(row, spec):
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key!r} was used for a different request "
+                    f"({row.plugin}/{row.command}, execution {row.id}); use a new key."
+                )
+            out.append(Submitted(row, created=False))
+            continue
+        values = _new_values(spec, now, publish_by)
+        new.append(values)
+        row = _inserted_row(values)
+        if key:
+            known[(spec.owner, key)] = row
+        out.append(Submitted(row))
+    if new:
+        yield _INSERT_EXECUTIONS, new
+    return out
+
+
+_ROWS_BY_KEY = select(_EXECUTIONS).where(
+    _EXECUTIONS.c.owner.in_(bindparam("owners", expanding=True)),
+    _EXECUTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
 
 
 def _new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[str, Any]:
@@ -269,7 +317,7 @@ configure_mappers()  # as the first ORM query would: objects built below need th
 _EXECUTION_CLASS = sa_inspect(Execution).class_manager
 
 
-def _detached_row(columns: Mapping[str, Any] | Iterable[tuple[str, Any]], **more: Any) -> Execution:
+def _detached_row(columns: Mapping[Any, Any] | Iterable[tuple[str, Any]], **more: Any) -> Execution:
     """The ORM object (in no session) of a row whose columns are ``columns`` and ``more``,
     built the way the ORM builds the rows it loads: its attributes set in its
     ``__dict__``, no constructor or attribute events. ``Execution(**values)`` costs 25
@@ -287,12 +335,15 @@ def _inserted_row(values: dict[str, Any]) -> Execution:
     return _detached_row(values, **_NULL_WHEN_NEW)
 
 
+# New executions (their columns) in one multi-row INSERT: Core executemany of plain dicts,
+# no unit of work, no attribute reads. Their first event is the row itself (see
+# ``read_events``): nothing else to write.
+_INSERT_EXECUTIONS = insert(_EXECUTIONS)
+
+
 def _insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
-    """New executions (their columns) in one multi-row INSERT (Core executemany of plain
-    dicts: no unit of work, no attribute reads). Their first event is the row itself
-    (see ``read_events``): nothing else to write."""
     if new:
-        session.connection().execute(insert(_EXECUTIONS), new)
+        session.connection().execute(_INSERT_EXECUTIONS, new)
 
 
 def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -311,13 +362,24 @@ def get_execution(execution_id: str, owner: str) -> Execution:
     return found
 
 
-_ROWS_BY_ID = select(Execution).where(Execution.id.in_(bindparam("ids", expanding=True)))
-
-
 def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
     """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
     with autocommit_scope() as session:
-        rows = {row.id: row for row in session.scalars(_ROWS_BY_ID, {"ids": list({i for i, _ in wanted})})}
+        return _run(_reading(wanted), session.connection())
+
+
+async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
+    async with async_engine().connect() as connection:
+        return await _run_on_loop(_reading(wanted), connection)
+
+
+_ROWS_BY_ID = select(_EXECUTIONS).where(_EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _reading(wanted: Sequence[tuple[str, str]]) -> _Plan[list[Execution | ExecutionNotFound]]:
+    found = yield _ROWS_BY_ID, {"ids": list({i for i, _ in wanted})}
+    rows = {row.id: _detached_row(row._mapping) for row in found}
     return [
         row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
         for i, owner in wanted

@@ -1,7 +1,9 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
 transaction may outlive it, however it ended. A poll's read is one statement, and so is a
-single submission's write. Writers that share rows lock them through the primary key, in id order."""
+single submission's write, on a thread as on the event loop. Writers that share rows lock
+them through the primary key, in id order."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,10 +11,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import Update, event, text, update
+from sqlalchemy import Dialect, Update, event, text, update
 
 from core import db, store
 from core.db import autocommit_scope, engine, session_scope
+from core.errors import IdempotencyConflict
 from core.models import ADMIN_OWNER, Execution, utcnow
 
 ECHO = store.NewExecution(
@@ -81,6 +84,50 @@ def test_a_connection_closed_mid_transaction_is_rolled_back(
     assert _log_lines(observer, execution_id) == 0
 
 
+class Path:
+    """The API's reads and single submissions: on a thread, or awaited on the event loop."""
+
+    def __init__(self, runner: asyncio.Runner | None) -> None:
+        self.runner = runner
+
+    def get(self, execution_id: str) -> Execution:
+        if self.runner is None:
+            return store.get_execution(execution_id, ADMIN_OWNER)
+        (found,) = self.runner.run(store.get_executions_on_loop([(execution_id, ADMIN_OWNER)]))
+        assert isinstance(found, Execution), found
+        return found
+
+    def create(self, spec: store.NewExecution) -> store.Submitted:
+        if self.runner is None:
+            return store.create_executions([spec])[0]
+        return self.runner.run(store.create_execution_on_loop(spec))
+
+    def dialect(self) -> Dialect:
+        return (db.autocommit_engine() if self.runner is None else db.async_engine().sync_engine).dialect
+
+    def connection_id(self) -> int:
+        sql = text("SELECT CONNECTION_ID()")
+        if self.runner is None:
+            with autocommit_scope() as session:
+                return int(session.execute(sql).scalar_one())
+
+        async def on_loop() -> int:
+            async with db.async_engine().connect() as connection:
+                return int((await connection.execute(sql)).scalar_one())
+
+        return self.runner.run(on_loop())
+
+
+@pytest.fixture(params=["thread", "loop"])
+def path(request: pytest.FixtureRequest, database: str) -> Iterator[Path]:
+    if request.param == "thread":
+        yield Path(None)
+        return
+    with asyncio.Runner() as runner:
+        yield Path(runner)
+        runner.run(db.dispose_async_engine())
+
+
 def _statement_counts(
     observer: pymysql.connections.Connection,
     names: tuple[str, ...] = ("Com_select", "Com_commit", "Com_rollback"),
@@ -91,14 +138,14 @@ def _statement_counts(
 
 
 def test_a_poll_reads_in_one_statement_what_is_committed(
-    execution_id: str, observer: pymysql.connections.Connection
+    execution_id: str, observer: pymysql.connections.Connection, path: Path
 ) -> None:
-    store.get_execution(execution_id, ADMIN_OWNER)  # a first connection reads the server's settings
+    path.get(execution_id)  # a first connection reads the server's settings
     before = _statement_counts(observer)
-    polled = [store.get_execution(execution_id, ADMIN_OWNER) for _ in range(5)]
+    polled = [path.get(execution_id) for _ in range(5)]
     with session_scope() as session:
         session.execute(_set_log_lines(execution_id, 3))
-    polled.append(store.get_execution(execution_id, ADMIN_OWNER))
+    polled.append(path.get(execution_id))
     counts = _statement_counts(observer)
 
     assert [row.log_lines for row in polled] == [0] * 5 + [3]
@@ -148,11 +195,11 @@ WRITES = ("Com_insert", "Com_insert_select", "Com_commit")
 
 
 def test_a_submission_is_one_statement_and_its_row_is_its_queued_event(
-    database: str, observer: pymysql.connections.Connection
+    database: str, observer: pymysql.connections.Connection, path: Path
 ) -> None:
-    store.create_executions([ECHO])  # a first connection reads the server's settings
+    path.create(ECHO)  # a first connection reads the server's settings
     before = _statement_counts(observer, WRITES)
-    row = store.create_executions([ECHO])[0].execution
+    row = path.create(ECHO).execution
     single = _statement_counts(observer, WRITES)
     store.create_executions([ECHO, ECHO])
     batch = _statement_counts(observer, WRITES)
@@ -195,39 +242,46 @@ def test_a_queued_event_stored_by_an_earlier_version_is_read_once(
     assert [(e.seq, e.data) for e in store.read_events(row, 0)] == [(1, {"status": "queued", "stored": True})]
 
 
-def _connection_id() -> int:
-    with autocommit_scope() as session:
-        return int(session.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+def test_a_known_key_answers_its_execution_or_a_conflict(path: Path) -> None:
+    keyed = store.NewExecution(**{**ECHO.__dict__, "idempotency_key": f"k-{time.monotonic_ns()}"})
+    first = path.create(keyed)
+    again = path.create(keyed)
+
+    assert first.created and not again.created
+    assert again.execution.id == first.execution.id
+    assert again.execution.params == {} and again.execution.created_at == first.execution.created_at
+    with pytest.raises(IdempotencyConflict):
+        path.create(store.NewExecution(**{**keyed.__dict__, "params": {"other": 1}}))
 
 
 def test_a_connection_in_steady_use_is_not_pinged_and_an_idle_one_is(
-    execution_id: str, monkeypatch: pytest.MonkeyPatch
+    execution_id: str, monkeypatch: pytest.MonkeyPatch, path: Path
 ) -> None:
     pinged: list[object] = []
-    dialect = db.autocommit_engine().dialect
+    dialect = path.dialect()
     ping = dialect.do_ping
     monkeypatch.setattr(dialect, "do_ping", lambda conn: pinged.append(conn) or ping(conn))
-    store.get_execution(execution_id, ADMIN_OWNER)
+    path.get(execution_id)
 
     for _ in range(5):
-        store.get_execution(execution_id, ADMIN_OWNER)
+        path.get(execution_id)
     in_use = len(pinged)
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
     time.sleep(0.1)
-    store.get_execution(execution_id, ADMIN_OWNER)
+    path.get(execution_id)
 
     assert in_use == 0
     assert len(pinged) == 1
 
 
 def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
-    execution_id: str, observer: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch
+    execution_id: str, observer: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch, path: Path
 ) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
-    dead = _connection_id()
+    dead = path.connection_id()
     with observer.cursor() as cur:
         cur.execute(f"KILL {dead}")  # as a database restart leaves it
     time.sleep(0.1)
 
-    assert store.get_execution(execution_id, ADMIN_OWNER).id == execution_id
-    assert _connection_id() != dead
+    assert path.get(execution_id).id == execution_id
+    assert path.connection_id() != dead

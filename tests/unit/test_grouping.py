@@ -82,6 +82,43 @@ def test_a_cancelled_caller_leaves_its_group_served() -> None:
     assert served == ["kept", "next"]
 
 
+def test_a_call_alone_is_served_in_its_coroutine_and_those_meanwhile_are_grouped() -> None:
+    alone: list[str] = []
+    groups: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def serve_alone(item: str) -> str:
+        alone.append(item)
+        if item == "fails":
+            raise ConnectionError("database gone")
+        await release.wait()
+        return item.upper()
+
+    def serve(items: Sequence[str]) -> list[str | Exception]:
+        groups.append(list(items))
+        return [item.upper() for item in items]
+
+    async def scenario() -> list[str | BaseException]:
+        grouped = Grouped(serve, max_group=10, serve_alone=serve_alone)
+        first = asyncio.ensure_future(grouped("a"))
+        await asyncio.sleep(0.01)
+        meanwhile = [asyncio.ensure_future(grouped(i)) for i in "bcd"]
+        await asyncio.sleep(0.01)
+        release.set()
+        answers = await asyncio.gather(first, *meanwhile)
+        failed = await asyncio.gather(grouped("fails"), return_exceptions=True)
+        return [*answers, *failed, await grouped("e")]
+
+    answers = asyncio.run(scenario())
+
+    # a alone, b, c and d (made while a was under way) in one group. Then, nothing under
+    # way, each alone: the error of one is its caller's, and the next is served.
+    assert alone == ["a", "fails", "e"]
+    assert groups == [["b", "c", "d"]]
+    assert answers[:4] == ["A", "B", "C", "D"] and answers[5] == "E"
+    assert isinstance(answers[4], ConnectionError)
+
+
 def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_group_alone() -> None:
     groups: list[list[int]] = []
     first_started = threading.Event()
