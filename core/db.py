@@ -70,7 +70,7 @@ def _asks_for_tls(url: URL) -> bool:
     return any(option.startswith("ssl") for option in url.query)
 
 
-def async_url(url: str) -> URL | None:
+def _async_url(url: str) -> URL | None:
     """``url`` with MySQL's asyncio driver; None where the event loop has no driver for it:
     SQLite, and TLS (set up by PyMySQL's URL options, which asyncmy does not take)."""
     parsed = make_url(url)
@@ -81,7 +81,7 @@ def async_url(url: str) -> URL | None:
 
 def has_async_engine() -> bool:
     """Whether this process's database can be used from the event loop (``async_engine``)."""
-    return async_url(settings.database_url) is not None
+    return _async_url(settings.database_url) is not None
 
 
 def make_async_engine(url: URL) -> AsyncEngine:
@@ -134,9 +134,9 @@ def autocommit_engine() -> Engine:
 
 @cache
 def async_engine() -> AsyncEngine:
-    """The event loop's engine (``async_url``); its connections belong to the loop that made
+    """The event loop's engine (``_async_url``); its connections belong to the loop that made
     them, so ``dispose_async_engine`` closes them before the loop ends."""
-    url = async_url(settings.database_url)
+    url = _async_url(settings.database_url)
     if url is None:
         raise RuntimeError(f"no asyncio driver for {settings.database_url}: use the thread pool")
     return make_async_engine(url)
