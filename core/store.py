@@ -219,30 +219,33 @@ def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     A concurrent submit with the same key loses the unique-key race and is answered
     from the winner's row on the second pass.
     """
+    try:
+        return _create_executions(specs)
+    except IntegrityError:
+        return _create_executions(specs)
+
+
+def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     # One row is one INSERT, atomic by itself: written in autocommit, it saves the COMMIT's
     # round trip (a known key's SELECT before it needs none either: the unique key settles
     # a race). More rows may go as several INSERTs (PyMySQL splits an executemany at
     # 1 MB), which must commit together.
-    for second_pass in (False, True):
-        try:
-            with autocommit_scope() if len(specs) == 1 else session_scope() as session:
-                return _run(_creating(specs), session.connection())
-        except IntegrityError:
-            if second_pass:
-                raise
-    raise AssertionError("unreachable")
+    with autocommit_scope() if len(specs) == 1 else session_scope() as session:
+        return _run(_creating(specs), session.connection())
 
 
 async def create_execution_on_loop(spec: NewExecution) -> Submitted:
     """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``)."""
-    for second_pass in (False, True):
-        try:
-            async with async_engine().connect() as connection:
-                return (await _run_on_loop(_creating([spec]), connection))[0]
-        except IntegrityError:
-            if second_pass:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return await _create_execution_on_loop(spec)
+    except IntegrityError:
+        return await _create_execution_on_loop(spec)
+
+
+async def _create_execution_on_loop(spec: NewExecution) -> Submitted:
+    async with async_engine().connect() as connection:  # autocommit, as one row is above
+        (submitted,) = await _run_on_loop(_creating([spec]), connection)
+        return submitted
 
 
 def _creating(specs: Sequence[NewExecution]) -> _Plan[list[Submitted]]:
