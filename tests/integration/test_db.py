@@ -6,6 +6,7 @@ them through the primary key, in id order."""
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -84,7 +85,7 @@ def test_a_connection_closed_mid_transaction_is_rolled_back(
     assert _log_lines(observer, execution_id) == 0
 
 
-class Path:
+class Via:
     """The API's reads and single submissions: on a thread, or awaited on the event loop."""
 
     def __init__(self, runner: asyncio.Runner | None) -> None:
@@ -119,12 +120,12 @@ class Path:
 
 
 @pytest.fixture(params=["thread", "loop"])
-def path(request: pytest.FixtureRequest, database: str) -> Iterator[Path]:
+def via(request: pytest.FixtureRequest, database: str) -> Iterator[Via]:
     if request.param == "thread":
-        yield Path(None)
+        yield Via(None)
         return
     with asyncio.Runner() as runner:
-        yield Path(runner)
+        yield Via(runner)
         runner.run(db.dispose_async_engine())
 
 
@@ -138,14 +139,14 @@ def _statement_counts(
 
 
 def test_a_poll_reads_in_one_statement_what_is_committed(
-    execution_id: str, observer: pymysql.connections.Connection, path: Path
+    execution_id: str, observer: pymysql.connections.Connection, via: Via
 ) -> None:
-    path.get(execution_id)  # a first connection reads the server's settings
+    via.get(execution_id)  # a first connection reads the server's settings
     before = _statement_counts(observer)
-    polled = [path.get(execution_id) for _ in range(5)]
+    polled = [via.get(execution_id) for _ in range(5)]
     with session_scope() as session:
         session.execute(_set_log_lines(execution_id, 3))
-    polled.append(path.get(execution_id))
+    polled.append(via.get(execution_id))
     counts = _statement_counts(observer)
 
     assert [row.log_lines for row in polled] == [0] * 5 + [3]
@@ -195,11 +196,11 @@ WRITES = ("Com_insert", "Com_insert_select", "Com_commit")
 
 
 def test_a_submission_is_one_statement_and_its_row_is_its_queued_event(
-    database: str, observer: pymysql.connections.Connection, path: Path
+    database: str, observer: pymysql.connections.Connection, via: Via
 ) -> None:
-    path.create(ECHO)  # a first connection reads the server's settings
+    via.create(ECHO)  # a first connection reads the server's settings
     before = _statement_counts(observer, WRITES)
-    row = path.create(ECHO).execution
+    row = via.create(ECHO).execution
     single = _statement_counts(observer, WRITES)
     store.create_executions([ECHO, ECHO])
     batch = _statement_counts(observer, WRITES)
@@ -242,46 +243,46 @@ def test_a_queued_event_stored_by_an_earlier_version_is_read_once(
     assert [(e.seq, e.data) for e in store.read_events(row, 0)] == [(1, {"status": "queued", "stored": True})]
 
 
-def test_a_known_key_answers_its_execution_or_a_conflict(path: Path) -> None:
-    keyed = store.NewExecution(**{**ECHO.__dict__, "idempotency_key": f"k-{time.monotonic_ns()}"})
-    first = path.create(keyed)
-    again = path.create(keyed)
+def test_a_known_key_answers_its_execution_or_a_conflict(via: Via) -> None:
+    keyed = replace(ECHO, idempotency_key=f"k-{time.monotonic_ns()}")
+    first = via.create(keyed)
+    again = via.create(keyed)
 
     assert first.created and not again.created
     assert again.execution.id == first.execution.id
     assert again.execution.params == {} and again.execution.created_at == first.execution.created_at
     with pytest.raises(IdempotencyConflict):
-        path.create(store.NewExecution(**{**keyed.__dict__, "params": {"other": 1}}))
+        via.create(replace(keyed, params={"other": 1}))
 
 
 def test_a_connection_in_steady_use_is_not_pinged_and_an_idle_one_is(
-    execution_id: str, monkeypatch: pytest.MonkeyPatch, path: Path
+    execution_id: str, monkeypatch: pytest.MonkeyPatch, via: Via
 ) -> None:
     pinged: list[object] = []
-    dialect = path.dialect()
+    dialect = via.dialect()
     ping = dialect.do_ping
     monkeypatch.setattr(dialect, "do_ping", lambda conn: pinged.append(conn) or ping(conn))
-    path.get(execution_id)
+    via.get(execution_id)
 
     for _ in range(5):
-        path.get(execution_id)
+        via.get(execution_id)
     in_use = len(pinged)
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
     time.sleep(0.1)
-    path.get(execution_id)
+    via.get(execution_id)
 
     assert in_use == 0
     assert len(pinged) == 1
 
 
 def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
-    execution_id: str, observer: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch, path: Path
+    execution_id: str, observer: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch, via: Via
 ) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.05)
-    dead = path.connection_id()
+    dead = via.connection_id()
     with observer.cursor() as cur:
         cur.execute(f"KILL {dead}")  # as a database restart leaves it
     time.sleep(0.1)
 
-    assert path.get(execution_id).id == execution_id
-    assert path.connection_id() != dead
+    assert via.get(execution_id).id == execution_id
+    assert via.connection_id() != dead
