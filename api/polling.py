@@ -11,7 +11,6 @@ from api.grouping import Grouped
 from api.waiters import waiters
 from core import store
 from core.db import has_async_engine
-from core.errors import ExecutionNotFound
 from core.models import TERMINAL, EventKind, Execution, ExecutionEvent
 from core.settings import settings
 
@@ -19,10 +18,7 @@ EVENTS_PAGE = 500
 
 
 async def _read_alone(wanted: tuple[str, str]) -> Execution:
-    (found,) = await store.get_executions_on_loop([wanted])
-    if isinstance(found, ExecutionNotFound):
-        raise found
-    return found
+    return await store.get_execution_on_loop(*wanted)
 
 
 # Reads that arrive while others are under way are made together, in one SELECT that

@@ -40,7 +40,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.sql import Executable
 from ulid import ULID
@@ -104,13 +103,15 @@ def _run(plan: _Plan[T], connection: Connection) -> T:
         return cast(T, done.value)
 
 
-async def _run_on_loop(plan: _Plan[T], connection: AsyncConnection) -> T:
-    try:
-        step = next(plan)
-        while True:
-            step = plan.send(await connection.execute(*step))
-    except StopIteration as done:
-        return cast(T, done.value)
+async def _run_on_loop(plan: _Plan[T]) -> T:
+    """``plan`` on a connection of ``db.async_engine``, where each statement commits as it runs."""
+    async with async_engine().connect() as connection:
+        try:
+            step = next(plan)
+            while True:
+                step = plan.send(await connection.execute(*step))
+        except StopIteration as done:
+            return cast(T, done.value)
 
 
 def new_id() -> str:
@@ -237,15 +238,10 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 async def create_execution_on_loop(spec: NewExecution) -> Submitted:
     """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``)."""
     try:
-        return await _create_execution_on_loop(spec)
+        (submitted,) = await _run_on_loop(_creating([spec]))
     except IntegrityError:
-        return await _create_execution_on_loop(spec)
-
-
-async def _create_execution_on_loop(spec: NewExecution) -> Submitted:
-    async with async_engine().connect() as connection:  # autocommit, as one row is above
-        (submitted,) = await _run_on_loop(_creating([spec]), connection)
-        return submitted
+        (submitted,) = await _run_on_loop(_creating([spec]))
+    return submitted
 
 
 def _creating(specs: Sequence[NewExecution]) -> _Plan[list[Submitted]]:
@@ -359,22 +355,25 @@ def _page(session: Session, query: Any, limit: int) -> tuple[list[Any], str | No
 
 def get_execution(execution_id: str, owner: str) -> Execution:
     """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
-    (found,) = get_executions([(execution_id, owner)])
-    if isinstance(found, ExecutionNotFound):
-        raise found
-    return found
+    return _the_one(get_executions([(execution_id, owner)]))
+
+
+async def get_execution_on_loop(execution_id: str, owner: str) -> Execution:
+    """``get_execution``, awaited on the event loop (``db.async_engine``)."""
+    return _the_one(await _run_on_loop(_reading([(execution_id, owner)])))
+
+
+def _the_one(found: Sequence[Execution | ExecutionNotFound]) -> Execution:
+    (row,) = found
+    if isinstance(row, ExecutionNotFound):
+        raise row
+    return row
 
 
 def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
     """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
     with autocommit_scope() as session:
         return _run(_reading(wanted), session.connection())
-
-
-async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
-    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
-    async with async_engine().connect() as connection:
-        return await _run_on_loop(_reading(wanted), connection)
 
 
 _ROWS_BY_ID = select(_EXECUTIONS).where(_EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))

@@ -94,9 +94,7 @@ class Via:
     def get(self, execution_id: str) -> Execution:
         if self.runner is None:
             return store.get_execution(execution_id, ADMIN_OWNER)
-        (found,) = self.runner.run(store.get_executions_on_loop([(execution_id, ADMIN_OWNER)]))
-        assert isinstance(found, Execution), found
-        return found
+        return self.runner.run(store.get_execution_on_loop(execution_id, ADMIN_OWNER))
 
     def create(self, spec: store.NewExecution) -> store.Submitted:
         if self.runner is None:
