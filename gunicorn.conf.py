@@ -21,6 +21,7 @@ _settings = Settings()
 
 bind = f"0.0.0.0:{_settings.api_port}"
 workers = _settings.api_workers
+# Its "auto" loop and HTTP parser: uvloop and httptools.
 worker_class = "uvicorn_worker.UvicornWorker"
 # Recycle each process after about this many requests; the jitter keeps them from all
 # restarting at once. A recycled process finishes its requests first.

@@ -217,7 +217,9 @@ class DevStack:
         if migrate.returncode != 0:
             raise DevError(f"migrate failed ({_how(migrate.returncode)}); stopping")
 
-        uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app"]
+        # asyncio's loop, not uvloop: under uvloop an API that cannot bind its port never
+        # exits. (gunicorn's workers get the port bound by their master, and run uvloop.)
+        uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app", "--loop", "asyncio"]
         celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
         self._spawn("api", [*uvicorn, "--host", HOST, "--port", str(self.settings.api_port)], env)
         self._spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--hostname", "worker1@%h"], env)

@@ -1,5 +1,8 @@
 """The FastAPI application: ``uvicorn api.main:app`` (gunicorn with Uvicorn workers in production)."""
 
+import asyncio
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +18,8 @@ from core import heap, logs
 from core.db import dispose_async_engine
 from core.settings import settings
 
+log = logging.getLogger("agentq.api")
+
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -23,6 +28,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     waiters.start(settings.redis_url)
     heap.freeze_startup()
     heap.collect_less_often()
+    loop = type(asyncio.get_running_loop())
+    log.info("API process %d serving on %s.%s", os.getpid(), loop.__module__, loop.__qualname__)
     yield
     await waiters.stop()
     await run_in_threadpool(flush_publishes)

@@ -320,6 +320,16 @@ def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployme
         assert deployment.admin_key not in proc.log() and deployment.flower_auth[1] not in proc.log()
 
 
+def test_the_api_processes_serve_on_uvloop(deployment: Deployment) -> None:
+    # Each gunicorn worker process names its event loop once it is up: uvloop's, not asyncio's.
+    loops = {
+        line["message"].split()[2]: line["message"].rsplit(" ", 1)[1]
+        for line in _json_lines(deployment.procs["api"])
+        if " serving on " in line.get("message", "")
+    }
+    assert len(loops) == 2 and set(loops.values()) == {"uvloop.Loop"}, loops
+
+
 def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
