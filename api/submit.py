@@ -78,10 +78,9 @@ def publish(submitted: Sequence[store.Submitted]) -> None:
         try:
             queue.enqueue(fresh)
         except BrokerUnavailable as exc:
-            published = set(exc.published)
-            deferred = {e.id for e in fresh} - published
-            store.lease_unclaimed((e.id for e in fresh if e.id not in published), utcnow())
-            log.warning("accepted %d executions for later publishing: %s", len(fresh) - len(published), exc)
+            deferred = {e.id for e in fresh}
+            store.lease_unclaimed(deferred, utcnow())
+            log.warning("accepted %d executions for later publishing: %s", len(fresh), exc)
     metrics.count_submissions(submitted, deferred)
 
 

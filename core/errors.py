@@ -112,9 +112,7 @@ class Unavailable(AgentqError):
 
 
 class BrokerUnavailable(Unavailable):
-    def __init__(self, detail: str, published: list[str]) -> None:
-        super().__init__(detail)
-        self.published = published  # what went out before the broker failed
+    pass
 
 
 class DatabaseUnavailable(Unavailable):

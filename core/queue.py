@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import BrokerUnavailable
@@ -93,19 +94,22 @@ def args_repr(ids: list[str]) -> str:
     return f"[[{shown}, … {len(ids) - ARGS_SHOWN:,} more]]"
 
 
-def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> list[str]:
-    """Publish executions over one producer connection; returns the ids published.
+def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> None:
+    """Publish executions over one producer connection.
 
     A message carries up to ``AGENTQ_CHUNK_SIZE`` execution ids, so a batch costs the
     broker and the worker one message per chunk; its task id is the first execution's,
     so Flower finds a single execution by its id. The message's retry count is the
     attempts its rows have made: the claim expects it, so a republished (reaped,
-    handed-back) execution runs its next attempt exactly once. On a broker failure the
-    ids published so far are attached to the error.
+    handed-back) execution runs its next attempt exactly once.
+
+    On Redis the messages and their task-sent events go out in one pipeline, one round
+    trip, as the batch ends. Whether any went out when that fails is not known, so the
+    error counts none as published: a caller leaves them all to the reaper, and an
+    execution published twice is claimed once.
     """
-    published: list[str] = []
     try:
-        with app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer, producer.batch():
             for chunk in chunks(executions, settings.chunk_size):
                 first = chunk[0]
                 ids = [execution.id for execution in chunk]
@@ -123,7 +127,5 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
                 )
-                published += ids
-    except (KombuOperationalError, ConnectionError, OSError) as exc:
-        raise BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.", published) from exc
-    return published
+    except (KombuOperationalError, BatchPublishError, ConnectionError, OSError) as exc:
+        raise BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.") from exc

@@ -79,7 +79,7 @@ def test_catalog_unknown_plugin_lists_offered() -> None:
         (ExecutionNotFound("x"), 404),
         (IdempotencyConflict("reused"), 409),
         (InvalidParams("bad"), 422),
-        (BrokerUnavailable("down", []), 503),
+        (BrokerUnavailable("down"), 503),
     ],
 )
 def test_errors_map_to_problem_json(error: Exception, status: int) -> None:
