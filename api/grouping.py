@@ -26,6 +26,8 @@ class Grouped(Generic[T, R]):
 
     With ``serve_alone``, a call made while nothing is under way is served by it, in the
     caller's own coroutine: no thread, no task, no future. Calls made meanwhile are grouped.
+    With ``serve_on_loop``, groups are served by it on the event loop instead of by
+    ``serve`` on a thread.
     """
 
     def __init__(
@@ -33,10 +35,12 @@ class Grouped(Generic[T, R]):
         serve: Callable[[Sequence[T]], Sequence[R | Exception]],
         max_group: int,
         serve_alone: Callable[[T], Awaitable[R]] | None = None,
+        serve_on_loop: Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]] | None = None,
     ) -> None:
         self._serve = serve
         self._max_group = max_group
         self._serve_alone = serve_alone
+        self._serve_on_loop = serve_on_loop
         self._alone = False  # a call is being served by serve_alone
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._server: asyncio.Task[None] | None = None
@@ -60,8 +64,12 @@ class Grouped(Generic[T, R]):
             while self._waiting:
                 group = self._waiting[: self._max_group]
                 del self._waiting[: self._max_group]
+                items = [item for item, _ in group]
                 try:
-                    outcomes = await run_in_threadpool(self._serve, [item for item, _ in group])
+                    if self._serve_on_loop is not None:
+                        outcomes = await self._serve_on_loop(items)
+                    else:
+                        outcomes = await run_in_threadpool(self._serve, items)
                 except Exception as exc:  # serve failed as a whole: every item of it did
                     outcomes = [exc] * len(group)
                 for (_, answer), outcome in zip(group, outcomes, strict=True):

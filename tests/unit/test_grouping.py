@@ -119,6 +119,43 @@ def test_a_call_alone_is_served_in_its_coroutine_and_those_meanwhile_are_grouped
     assert isinstance(answers[4], ConnectionError)
 
 
+def test_groups_served_on_the_loop_never_reach_a_thread_and_fail_as_a_whole() -> None:
+    groups: list[list[str]] = []
+    serving_threads: set[int] = set()
+    release = asyncio.Event()
+
+    def serve(items: Sequence[str]) -> list[str | Exception]:
+        raise AssertionError("a group was served on a thread")
+
+    async def serve_alone(item: str) -> str:
+        await release.wait()
+        return item.upper()
+
+    async def serve_on_loop(items: Sequence[str]) -> list[str | Exception]:
+        groups.append(list(items))
+        serving_threads.add(threading.get_ident())
+        await asyncio.sleep(0)
+        if "x" in items:
+            raise ConnectionError("database gone")
+        return [item.upper() for item in items]
+
+    async def scenario() -> list[str | BaseException]:
+        grouped = Grouped(serve, max_group=2, serve_alone=serve_alone, serve_on_loop=serve_on_loop)
+        first = asyncio.ensure_future(grouped("a"))
+        await asyncio.sleep(0.01)
+        meanwhile = [asyncio.ensure_future(grouped(i)) for i in "bcxd"]
+        await asyncio.sleep(0.01)
+        release.set()
+        return await asyncio.gather(first, *meanwhile, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+
+    assert groups == [["b", "c"], ["x", "d"]]
+    assert answers[:3] == ["A", "B", "C"]
+    assert all(isinstance(a, ConnectionError) for a in answers[3:])
+    assert serving_threads == {threading.get_ident()}  # the loop's own thread
+
+
 def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_group_alone() -> None:
     groups: list[list[int]] = []
     first_started = threading.Event()
