@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.sql import Executable
 from ulid import ULID
 
-from core.db import async_engine, autocommit_scope, session_scope
+from core.db import autocommit_scope, loop_connection, session_scope
 from core.errors import ExecutionNotFound, IdempotencyConflict, NameTaken, NotCancellable, ScheduleNotFound
 from core.models import (
     ADMIN_OWNER,
@@ -104,8 +104,9 @@ def _run(plan: _Plan[T], connection: Connection) -> T:
 
 
 async def _run_on_loop(plan: _Plan[T]) -> T:
-    """``plan`` on a connection of ``db.async_engine``, where each statement commits as it runs."""
-    async with async_engine().connect() as connection:
+    """``plan`` on a connection of ``db.async_engine`` (``db.loop_connection``), where each
+    statement commits as it runs."""
+    async with loop_connection() as connection:
         try:
             step = next(plan)
             while True:

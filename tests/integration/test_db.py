@@ -111,7 +111,7 @@ class Via:
                 return int(session.execute(sql).scalar_one())
 
         async def on_loop() -> int:
-            async with db.async_engine().connect() as connection:
+            async with db.loop_connection() as connection:
                 return int((await connection.execute(sql)).scalar_one())
 
         return self.runner.run(on_loop())
