@@ -154,9 +154,10 @@ async def loop_connection() -> AsyncIterator[AsyncConnection]:
 
     Taking a connection from the pool and handing it back costs SQLAlchemy's asyncio layer
     about 0.15 ms of CPU, as much as the statement an unloaded request makes, so up to
-    ``KEPT_CONNECTIONS`` are kept between uses. One idle for more than ``PING_AFTER_IDLE_S`` goes back to the pool
-    as idle since its last use, so that the pool pings it before it is used again. One
-    whose use failed goes back at once (invalidated if the database went away).
+    ``KEPT_CONNECTIONS`` are kept between uses. One idle for more than
+    ``PING_AFTER_IDLE_S`` goes back to the pool as idle since its last use, so that the
+    pool pings it before it is used again. One whose use failed goes back at once
+    (invalidated if the database went away).
     """
     now = time.monotonic()
     while _kept:

@@ -104,9 +104,10 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
     handed-back) execution runs its next attempt exactly once.
 
     On Redis the messages and their task-sent events go out in one pipeline, one round
-    trip, as the batch ends. Whether any went out when that fails is not known, so the
-    error counts none as published: a caller leaves them all to the reaper, and an
-    execution published twice is claimed once.
+    trip, as the batch ends (kombu's retries then cover transports that publish at once).
+    Whether any went out when that fails is not known, so the error counts none as
+    published: a caller leaves them all to the reaper, and an execution published twice
+    is claimed once.
     """
     try:
         with app.producer_or_acquire() as producer, producer.batch():
