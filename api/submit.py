@@ -12,6 +12,7 @@ fuller messages are cheaper. A process that dies before publishing loses nothing
 reaper publishes its rows.
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
@@ -121,7 +122,9 @@ async def submit_alone(single: Single) -> store.Submitted:
     """A submission with none other under way, written from the event loop."""
     spec = prepare([single.item], single.owner, idempotency_key=single.idempotency_key)[0]
     submitted = await store.create_execution_on_loop(spec)
-    publisher.submit([submitted])
+    # Handed over once this request's step on the loop, which sends the answer, is done:
+    # the publisher's thread would otherwise hold the GIL while the answer waits for it.
+    asyncio.get_running_loop().call_soon(publisher.submit, [submitted])
     return submitted
 
 
