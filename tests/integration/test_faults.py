@@ -105,15 +105,21 @@ def test_submit_while_broker_is_down_is_accepted_and_runs_later(
 ) -> None:
     with launch(DATABASE_URL, private_redis.url, tmp_path) as private:
         private.start_beat("beat")
+        # The API has published over its broker connection before the broker goes away.
+        before = private.wait(private.submit("echo", "echo", {"n": 0})["id"])
         private_redis.stop()
 
         response = private.client.post(
             "/v1/executions", json={"plugin": "echo", "command": "echo", "params": {"n": 1}}
         )
         queued = private.get(response.json()["id"])
+        wait_until(
+            lambda: "accepted 1 executions for later publishing" in private.api.log(), 10, "the deferral"
+        )
         private_redis.start()
         done = private.wait(queued["id"], timeout_s=90)
 
+    assert before["status"] == "succeeded"
     assert response.status_code == 202
     assert queued["status"] == "queued"
     assert done["status"] == "succeeded" and done["result"] == {"n": 1}
