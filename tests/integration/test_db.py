@@ -1,7 +1,7 @@
 """A connection goes back to the pool without a ROLLBACK of the pool's own: nothing of a
 transaction may outlive it, however it ended. A poll's read is one statement, and so is a
-single submission's write, on a thread as on the event loop. Writers that share rows lock
-them through the primary key, in id order."""
+single submission's write, on a thread as on the event loop, which keeps its connections
+between uses. Writers that share rows lock them through the primary key, in id order."""
 
 import asyncio
 import time
@@ -13,6 +13,7 @@ from typing import Any
 import pymysql
 import pytest
 from sqlalchemy import Dialect, Update, event, text, update
+from sqlalchemy.exc import ProgrammingError
 
 from core import db, store
 from core.db import autocommit_scope, engine, session_scope
@@ -284,3 +285,28 @@ def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
 
     assert via.get(execution_id).id == execution_id
     assert via.connection_id() != dead
+
+
+def test_the_loop_keeps_its_connections_between_uses_and_not_one_whose_use_failed(database: str) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        checkouts: list[int] = []
+        event.listen(db.async_engine().sync_engine, "checkout", lambda *_: checkouts.append(1))
+        uses: list[int] = []
+        for _ in range(3):
+            async with db.loop_connection() as connection:
+                await connection.execute(text("SELECT 1"))
+            uses.append(len(checkouts))
+        with pytest.raises(ProgrammingError, match="no_such_table"):
+            async with db.loop_connection() as connection:
+                await connection.execute(text("SELECT * FROM no_such_table"))
+        async with db.loop_connection() as connection:
+            answer = int((await connection.execute(text("SELECT 2"))).scalar_one())
+        uses.append(len(checkouts))
+        await db.dispose_async_engine()
+        return uses, answer
+
+    with asyncio.Runner() as runner:
+        uses, answer = runner.run(scenario())
+
+    assert uses == [1, 1, 1, 2]  # one checkout for three uses, another after the failed one
+    assert answer == 2
