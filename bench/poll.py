@@ -3,7 +3,8 @@
     python -m bench.poll [--n 1000] [--duration 10] [--window 10]
 
 1. ``wrk`` with 50 connections at a constant 1,000 req/s, spread evenly, against one
-   finished execution: req/s and p99.
+   finished execution: req/s and p99; then ``GET /healthz`` at the same pace, the p99 of
+   an endpoint with no I/O at all: the floor that the machine's scheduling sets.
 2. ``--n`` concurrent ``?wait=30`` long-polls on running executions: MariaDB statements a
    second (``SHOW GLOBAL STATUS LIKE 'Questions'``) over ``--window`` seconds, against the
    same window with no long-poll open; then the executions are cancelled and the time
@@ -108,6 +109,12 @@ def main() -> None:
                 report.add(wrk.rate_row("GET /v1/executions/{id} rate", got, GET_RATE))
                 report.add(Row("  p50", got.p50_ms, "ms"))
                 report.add(Row("  p99", got.p99_ms, "ms", target="≤ 10 ms", met=got.p99_ms <= 10))
+                progress(f"GET /healthz at 1,000 req/s for {args.duration}s (wrk -c50)")
+                floor = wrk.run(
+                    f"{st.api_url}/healthz", connections=50, duration_s=args.duration, rate_per_s=GET_RATE
+                )
+                report.add(Row("GET /healthz (no I/O) at 1,000 req/s, p50", floor.p50_ms, "ms"))
+                report.add(Row("  p99 (the machine's floor)", floor.p99_ms, "ms"))
             else:
                 report.notes.append("wrk not installed (apt-get install wrk): GET latency skipped")
             ids = [client.post("/v1/executions", json=LONG).json()["id"] for _ in range(RUNNING_EXECUTIONS)]
