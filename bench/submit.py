@@ -103,7 +103,7 @@ def loaded(st: Stack, report: Report, connections: int, duration_s: int) -> None
 
 def main() -> None:
     parser = arguments(__doc__ or "", n=500)
-    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load (default 10)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of each timed phase (default 10)")
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
     report = Report("submit", {"n": args.n, "duration_s": args.duration, "connections": args.connections})
