@@ -45,14 +45,14 @@ def unloaded(st: Stack, report: Report, duration_s: int) -> None:
         cur.execute("CREATE TABLE commit_floor (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(26))")
         begun = time.perf_counter()
         for i in range(duration_s * UNLOADED_RATE):
-            time.sleep(max(0.0, begun + i / UNLOADED_RATE - time.perf_counter()))
+            _sleep_until(begun + i / UNLOADED_RATE)
             started = time.perf_counter()
             api.request("POST", "/v1/executions", body, headers)
             answer = api.getresponse()
             answer.read()
             posts.append((time.perf_counter() - started) * 1000)
             errors += answer.status != 202
-            time.sleep(max(0.0, begun + (i + 0.5) / UNLOADED_RATE - time.perf_counter()))
+            _sleep_until(begun + (i + 0.5) / UNLOADED_RATE)
             started = time.perf_counter()
             cur.execute("INSERT INTO commit_floor (v) VALUES (%s)", (f"{i:026d}",))
             commits.append((time.perf_counter() - started) * 1000)
@@ -64,6 +64,10 @@ def unloaded(st: Stack, report: Report, duration_s: int) -> None:
     report.add(Row("  errors (non-202)", errors, "", target="0", met=errors == 0))
     report.add(Row("a one-row INSERT committed alone, between them, p50", percentile(commits, 50), "ms"))
     report.add(Row("  p99 (the disk's floor)", percentile(commits, 99), "ms"))
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.perf_counter()))
 
 
 def loaded(st: Stack, report: Report, connections: int, duration_s: int) -> None:
@@ -125,7 +129,7 @@ def main() -> None:
         report.add(Row("unloaded p99 (httpx, back to back)", percentile(latencies, 99), "ms"))
         unloaded(st, report, args.duration)
         if not wrk.available():
-            report.notes.append("wrk not installed (apt-get install wrk): its figures skipped")
+            report.notes.append("wrk not installed (apt-get install wrk): loaded figures skipped")
         else:
             loaded(st, report, args.connections, args.duration)
     report.notes.append("wrk (2 threads) shares the 2 cores with gunicorn, Redis and MariaDB")
