@@ -24,9 +24,8 @@ from api.grouping import Grouped
 from api.schemas import ExecutionCreate
 from core import queue, store
 from core.db import has_async_engine
-from core.errors import BrokerUnavailable, IdempotencyConflict, InvalidRequest
+from core.errors import IdempotencyConflict, InvalidRequest
 from core.grouping import GroupingThread
-from core.models import Execution, utcnow
 from core.settings import settings
 
 log = logging.getLogger("agentq.api.submit")
@@ -72,16 +71,8 @@ def prepare(
 
 
 def publish(submitted: Sequence[store.Submitted]) -> None:
-    """Send the new executions to the broker; if it is down, leave them to the reaper."""
-    fresh: list[Execution] = [s.execution for s in submitted if s.created]
-    deferred: set[str] = set()
-    if fresh:
-        try:
-            queue.enqueue(fresh)
-        except BrokerUnavailable as exc:
-            deferred = {e.id for e in fresh}
-            store.lease_unclaimed(deferred, utcnow())
-            log.warning("accepted %d executions for later publishing: %s", len(fresh), exc)
+    """Send the new executions to the broker (or leave them to the reaper) and count them."""
+    deferred = queue.publish([s.execution for s in submitted if s.created])
     metrics.count_submissions(submitted, deferred)
 
 

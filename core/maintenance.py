@@ -4,7 +4,6 @@ import logging
 from datetime import datetime, timedelta
 
 from core import notify, queue, store
-from core.errors import BrokerUnavailable
 from core.models import ExecutionStatus
 from core.settings import settings
 
@@ -30,10 +29,7 @@ def reap(now: datetime) -> dict[str, int]:
         else:
             republish.append(row)
     if republish:
-        try:
-            queue.enqueue(republish)
-        except BrokerUnavailable as exc:
-            log.warning("reaper cannot publish: %s", exc)
+        if queue.publish(republish):
             return {"republished": 0, "failed": failed}
         unclaimed = [r.id for r in republish if r.status is not S.RUNNING]
         if unclaimed:

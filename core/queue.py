@@ -4,16 +4,19 @@ The API and beat import this module, never ``tasks/`` or ``workers/``: they send
 name, so they carry no plugin code.
 """
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from core import store
 from core.errors import BrokerUnavailable
-from core.models import Execution
+from core.models import Execution, utcnow
 from core.settings import settings
 
 RUN_EXECUTION = "agentq.run_execution"
@@ -23,6 +26,8 @@ PURGE_EXECUTIONS = "agentq.purge_executions"
 
 # The execution ids of a message that Flower shows (its args).
 ARGS_SHOWN = 10
+
+log = logging.getLogger("agentq.queue")
 
 # Our priority runs 0..9 with 9 highest; the Redis transport consumes 0 first.
 PRIORITY_LEVELS = 10
@@ -94,6 +99,30 @@ def args_repr(ids: list[str]) -> str:
     return f"[[{shown}, … {len(ids) - ARGS_SHOWN:,} more]]"
 
 
+def publish(executions: Sequence[Execution], countdown: float | None = None) -> set[str]:
+    """Publish executions whose rows are committed, or, with the broker down, mark them due
+    now (``countdown`` later) so that the reaper's next pass publishes them. Returns the ids
+    left to the reaper.
+
+    Every publisher (the API, beat, run-now, the reaper, retries and hand-backs) goes
+    through here: an accepted execution is never lost to a broker outage, and the caller
+    answers as if it had been published.
+    """
+    if not executions:
+        return set()
+    try:
+        enqueue(executions, countdown)
+    except BrokerUnavailable as exc:
+        deferred = {e.id for e in executions}
+        try:
+            store.lease_unclaimed(deferred, utcnow() + timedelta(seconds=countdown or 0))
+        except Exception:  # the database too: the rows' own lease brings them back, later
+            log.exception("cannot mark %d executions due for the reaper", len(deferred))
+        log.warning("broker down, left %d executions for the reaper: %s", len(deferred), exc)
+        return deferred
+    return set()
+
+
 def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> None:
     """Publish executions over one producer connection.
 
@@ -106,7 +135,7 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
     On Redis the messages and their task-sent events go out in one pipeline, one round
     trip, as the batch ends (kombu's retries then cover transports that publish at once).
     Whether any went out when that fails is not known, so the error counts none as
-    published: a caller leaves them all to the reaper, and an execution published twice
+    published: ``publish`` leaves them all to the reaper, and an execution published twice
     is claimed once.
     """
     try:

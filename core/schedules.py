@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from core import queue, store
-from core.errors import BrokerUnavailable
 from core.models import Execution, Schedule, utcnow
 from core.settings import settings
 
@@ -127,14 +126,6 @@ def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
     )
 
 
-def _publish(rows: list[Execution]) -> None:
-    try:
-        queue.enqueue(rows)
-    except BrokerUnavailable as exc:
-        # The rows are committed with a lease: the reaper publishes them once the broker is back.
-        log.warning("broker down, %d scheduled executions wait for the reaper: %s", len(rows), exc)
-
-
 def fire_due(now: datetime) -> int:
     """Fire every due schedule once per slot; returns how many executions were created."""
     created = 0
@@ -154,7 +145,7 @@ def fire_due(now: datetime) -> int:
                 planned.missed + len(specs) - len(rows),
             )
         if rows:
-            _publish(rows)
+            queue.publish(rows)
             created += len(rows)
     return created
 
@@ -162,5 +153,5 @@ def fire_due(now: datetime) -> int:
 def run_now(schedule: Schedule) -> Execution:
     """Fire a schedule at once, outside its timing (``POST /v1/schedules/{id}/run``)."""
     (submitted,) = store.create_executions([_spec(schedule, utcnow())])
-    queue.enqueue([submitted.execution])
+    queue.publish([submitted.execution])
     return submitted.execution

@@ -43,5 +43,5 @@ def submit_execution(plugin: str, command: str, params: dict[str, Any], priority
             )
         ]
     )
-    queue.enqueue([submitted.execution])
+    queue.publish([submitted.execution])
     return submitted.execution.id

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import notify, queue, store
-from core.errors import AgentqError, BrokerUnavailable, DatabaseUnavailable, PluginError, RetryLater
+from core.errors import AgentqError, DatabaseUnavailable, PluginError, RetryLater
 from core.grouping import GroupingThread
 from core.models import EventKind, Execution, ExecutionStatus, utcnow
 from core.settings import settings
@@ -356,14 +356,10 @@ class Runtime:
         statuses = self._write(recordings)
         again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
         handed_back = [run.row for run, r in again if r.hand_back]
-        try:
-            if handed_back:
-                queue.enqueue(handed_back)  # their attempts are the retry count the claim expects
-            for run, r in again:
-                if r.retry_in_s is not None:
-                    queue.enqueue([run.row], countdown=r.retry_in_s)
-        except BrokerUnavailable as exc:
-            log.warning("cannot publish retries now, the reaper will: %s", exc)
+        queue.publish(handed_back)  # their attempts are the retry count the claim expects
+        for run, r in again:
+            if r.retry_in_s is not None:
+                queue.publish([run.row], countdown=r.retry_in_s)
         metrics.finished(
             [
                 metrics.Finished(run.id, run.row.plugin, statuses[run.id], time.monotonic() - run.started)

@@ -100,29 +100,41 @@ def test_redis_restart_loses_nothing(stack: Stack, private_redis: PrivateRedis, 
     assert after["status"] == "succeeded"  # the worker kept consuming after reconnecting
 
 
-def test_submit_while_broker_is_down_is_accepted_and_runs_later(
+def test_submit_and_run_now_while_broker_is_down_are_accepted_and_run_once_it_is_back(
     stack: Stack, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     with launch(DATABASE_URL, private_redis.url, tmp_path) as private:
         private.start_beat("beat")
         # The API has published over its broker connection before the broker goes away.
         before = private.wait(private.submit("echo", "echo", {"n": 0})["id"])
+        schedule = private.client.post(
+            "/v1/schedules",
+            json={"name": f"yearly-{time.time_ns()}", "plugin": "echo", "command": "echo",
+                  "params": {"n": 2}, "cron": "0 0 1 1 *"},
+        ).json()  # fmt: skip
         private_redis.stop()
 
         response = private.client.post(
             "/v1/executions", json={"plugin": "echo", "command": "echo", "params": {"n": 1}}
         )
+        ran_now = private.client.post(f"/v1/schedules/{schedule['id']}/run")
         queued = private.get(response.json()["id"])
-        wait_until(
-            lambda: "accepted 1 executions for later publishing" in private.api.log(), 10, "the deferral"
-        )
+        wait_until(lambda: "left 1 executions for the reaper" in private.api.log(), 10, "the deferral")
         private_redis.start()
+        restarted = time.monotonic()
         done = private.wait(queued["id"], timeout_s=90)
+        fired = private.wait(ran_now.json()["id"], timeout_s=90)
+        published_after_s = time.monotonic() - restarted
 
     assert before["status"] == "succeeded"
     assert response.status_code == 202
     assert queued["status"] == "queued"
     assert done["status"] == "succeeded" and done["result"] == {"n": 1}
+    # Accepted like a submission: a client retrying a 503 would have fired it twice.
+    assert ran_now.status_code == 202, ran_now.text
+    assert fired["status"] == "succeeded" and fired["result"] == {"n": 2} and fired["attempts"] == 1
+    # Published at the reaper's next pass, not after the queued lease (300 s).
+    assert published_after_s < 60
 
 
 def test_mysql_restart_loses_no_result(stack: Stack, private_mariadb: PrivateMariaDB, tmp_path: Path) -> None:
