@@ -35,7 +35,8 @@ from tests.integration.processes import free_port as free_port
 from tests.integration.processes import wait_until as wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
+# Committed beside the performance page, so each figure there has its source next to it.
+RESULTS_DIR = ROOT / "docs" / "performance"
 MYSQL_URL = os.environ.get("AGENTQ_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/agentq_bench")
 REDIS_URL = os.environ.get("AGENTQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 ADMIN_KEY = "bench-admin-key"
