@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint lock clean
+.PHONY: run test unit integration lint docs lock clean
 
 $(STAMP): requirements.txt requirements-worker.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy agentq core api workers tasks bench beat_schedule.py gunicorn.conf.py
 
+# The documentation site (docs/, mkdocs.yml) into site/; a broken link or a page left out
+# of the navigation fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # Pins what is installed into requirements.txt, except the packages that
 # requirements-worker.txt and requirements-dev.txt pin (kept there by hand).
 lock:
@@ -38,10 +43,10 @@ lock:
 	mv requirements.txt.new requirements.txt
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache site
 
 # The benchmarks of bench/ (MariaDB and Redis on 127.0.0.1; see bench/harness.py), one
-# after another: each starts and stops its own processes. Figures go to bench/results/.
+# after another: each starts and stops its own processes. Figures go to docs/performance/.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput
