@@ -45,7 +45,7 @@ def _connparams_of_open_channel(self: kombu_redis.Channel, asynchronous: bool = 
 
 
 kombu_redis.Channel._connparams = _connparams_of_open_channel  # type: ignore[method-assign]
-registry()  # load plugins now: a broken plugin stops the worker at start, not at first use
+registry()  # load plugins at start, not at first use (one that cannot be imported is left out)
 heap.fix_mmap_threshold()  # before the pool's threads allocate
 
 

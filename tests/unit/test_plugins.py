@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import sys
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from core.errors import PluginNotFound, RetryLater, UnknownCommand
 from workers.plugins.base import Context, Plugin, command, run_command
 from workers.plugins.echo import EchoPlugin
+from workers.plugins import registry as registry_module
 from workers.plugins.registry import DuplicatePlugin, Registry, load_registry
 from workers.plugins.simulate import SimulatePlugin
 
@@ -32,6 +35,41 @@ def test_registry_loads_builtins_and_refuses_duplicates() -> None:
     assert {"echo", "simulate", "http", "news", "llm"} <= {p.name for p in registry}
     with pytest.raises(DuplicatePlugin, match="'echo' is already registered"):
         registry.add(Twin)
+
+
+def test_a_plugin_whose_dependency_is_missing_is_left_out_loudly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given feedparser not installed (the worker extra left out): importing it fails
+    monkeypatch.setitem(sys.modules, "feedparser", None)
+    monkeypatch.delitem(sys.modules, "workers.plugins.news", raising=False)
+
+    with caplog.at_level(logging.ERROR, logger="workers.plugins.registry"):
+        registry = load_registry()
+
+    # Then the news plugin is left out, named in an error, and the others serve
+    names = {p.name for p in registry}
+    assert "news" not in names
+    assert {"echo", "simulate", "http", "llm"} <= names
+    assert {entry.plugin for entry in registry.catalog("agentq")} == names
+    assert "feedparser" in registry.left_out["news"]
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "plugin news" in record.getMessage() and "feedparser" in record.getMessage()
+    assert "ModuleNotFoundError" in record.getMessage() or "ImportError" in record.getMessage()
+
+
+def test_an_installed_plugin_that_cannot_be_imported_is_left_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = EntryPoint("broken", "agentq_no_such_module:BrokenPlugin", registry_module.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [broken])
+
+    with caplog.at_level(logging.ERROR, logger="workers.plugins.registry"):
+        registry = load_registry()
+
+    assert "broken" in registry.left_out and "agentq_no_such_module" in registry.left_out["broken"]
+    assert {"echo", "simulate"} <= {p.name for p in registry}
+    assert any("plugin broken" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
 def test_registry_lookup_errors_name_what_exists() -> None:

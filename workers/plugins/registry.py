@@ -24,17 +24,22 @@ class DuplicatePlugin(Exception):
     pass
 
 
-def _import(target: str) -> type[Plugin]:
+def _import(target: str) -> object:
     module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+    return getattr(importlib.import_module(module), attr)
+
+
+def _plugin_class(found: object, target: str) -> type[Plugin]:
+    if not (isinstance(found, type) and issubclass(found, Plugin)):
         raise TypeError(f"{target} is not a Plugin subclass")
-    return cls
+    return found
 
 
 class Registry:
     def __init__(self) -> None:
         self._plugins: dict[str, Plugin] = {}
+        # Plugins that could not be imported, by name (or import path): why.
+        self.left_out: dict[str, str] = {}
 
     def add(self, cls: type[Plugin]) -> None:
         if cls.name in self._plugins:
@@ -81,11 +86,37 @@ class Registry:
         ]
 
 
+def _leave_out(registry: Registry, name: str, target: str, exc: Exception) -> None:
+    """A plugin whose module cannot be imported (a dependency not installed, say) must not
+    keep the others from serving: it is left out of the catalog, and said so loudly."""
+    registry.left_out[name] = f"{type(exc).__name__}: {exc}"
+    log.error(
+        "plugin %s (%s) cannot be imported and is left out; its commands are not offered: %s: %s",
+        name,
+        target,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )
+
+
 def load_registry() -> Registry:
     registry = Registry()
+    # Importing runs the plugin's module, so any exception there leaves that plugin out;
+    # a class that is no plugin, or a name taken twice, is a mistake that stops the worker.
     for target in BUILTIN:
-        registry.add(_import(target))
+        try:
+            found = _import(target)
+        except Exception as exc:
+            _leave_out(registry, target.partition(":")[0].rpartition(".")[2], target, exc)
+            continue
+        registry.add(_plugin_class(found, target))
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        registry.add(ep.load())
+        try:
+            found = ep.load()
+        except Exception as exc:
+            _leave_out(registry, ep.name, ep.value, exc)
+            continue
+        registry.add(_plugin_class(found, ep.value))
         log.info("loaded plugin %s from %s", ep.name, ep.value)
     return registry
