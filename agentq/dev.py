@@ -35,6 +35,11 @@ MIGRATE_S = 300.0
 API_START_S = 60.0
 READY_S = 30.0
 STOP_GRACE_S = 10.0
+# On Ctrl-C the dev worker hands its running executions back to the queue after this
+# long (unless AGENTQ_SHUTDOWN_GRACE_S is set): someone is waiting at the terminal.
+DEV_SHUTDOWN_GRACE_S = 5.0
+# What a worker needs past its grace to write the hand-backs, publish them and exit.
+HAND_BACK_S = 10.0
 REDIS_STOP_GRACE_S = 5.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # ANSI colours for the name prefixes, when the terminal shows them.
@@ -172,6 +177,12 @@ class DevStack:
         self.broker_url = configured("AGENTQ_BROKER_URL") or ""
         self.admin_api_key = settings.admin_api_key
         self.flower_auth = configured("FLOWER_BASIC_AUTH") or ""
+        self.shutdown_grace_s = (
+            settings.shutdown_grace_s if configured("AGENTQ_SHUTDOWN_GRACE_S") else DEV_SHUTDOWN_GRACE_S
+        )
+        # The services' stop grace outlasts the worker's drain, so that no execution is
+        # left `running` by a clean stop: each one ends or goes back to the queue.
+        self.stop_grace_s = max(STOP_GRACE_S, self.shutdown_grace_s + HAND_BACK_S)
         self.children: list[Child] = []
         self._stop = threading.Event()
         self._signals = 0
@@ -245,6 +256,7 @@ class DevStack:
             AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
             AGENTQ_ADMIN_API_KEY=self.admin_api_key,
             FLOWER_BASIC_AUTH=self.flower_auth,
+            AGENTQ_SHUTDOWN_GRACE_S=f"{self.shutdown_grace_s:g}",
             # Children write into pipes; unbuffered, their lines show up as they happen.
             PYTHONUNBUFFERED="1",
         )
@@ -274,11 +286,14 @@ class DevStack:
         started = [child for child in self.children if child.proc is not None]
         if not started:
             return
-        self.say("stopping (Ctrl-C again to kill at once)")
+        self.say(
+            f"stopping: running executions get {self.shutdown_grace_s:g}s to finish, then go back to"
+            " the queue (Ctrl-C again to kill at once)"
+        )
         signals_before = self._signals
         services = [child for child in started if child.name != "redis"]
         broker = [child for child in started if child.name == "redis"]
-        for group, grace_s in ((services, STOP_GRACE_S), (broker, REDIS_STOP_GRACE_S)):
+        for group, grace_s in ((services, self.stop_grace_s), (broker, REDIS_STOP_GRACE_S)):
             for child in group:
                 child.terminate()
             deadline = time.monotonic() + grace_s

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -38,6 +39,7 @@ class Dev:
     """A running ``agentq dev``: its output, and every descendant process it ever had."""
 
     def __init__(self, data_dir: Path, api_port: int, flower_port: int) -> None:
+        self.data_dir = data_dir
         # Only this test's settings: no AGENTQ_* from the shell (or CI) may redirect the stack.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTQ_", "FLOWER_"))}
         env |= {
@@ -134,6 +136,7 @@ def start_dev(tmp_path: Path) -> Iterator[Callable[..., Dev]]:
     started: list[Dev] = []
 
     def start(api_port: int | None = None) -> Dev:
+        # The same data directory each time: a second start continues the first one's state.
         dev = Dev(tmp_path / "var", api_port or free_port(), free_port())
         started.append(dev)
         return dev
@@ -244,3 +247,35 @@ def test_dev_fails_cleanly_when_the_api_port_is_taken(start_dev: Callable[..., D
         assert dev.proc.returncode not in (None, 0), dev.tail()
     assert "api exited unexpectedly" in dev.output(), dev.tail()
     assert dev.leftovers() == [], dev.tail()
+
+
+def _row(dev: Dev, execution_id: str) -> tuple[str, int]:
+    """The execution's status and attempts as the SQLite file holds them, read directly."""
+    with sqlite3.connect(dev.data_dir / "agentq.db") as db:
+        found = db.execute("SELECT status, attempts FROM executions WHERE id = ?", (execution_id,)).fetchone()
+    assert found is not None, execution_id
+    return str(found[0]), int(found[1])
+
+
+def test_dev_stopped_during_a_run_leaves_nothing_running(start_dev: Callable[..., Dev]) -> None:
+    # Given agentq dev running an execution that lasts far longer than a stop may take
+    dev = start_dev()
+    assert dev.wait_for(lambda: _ready(dev), START_S), dev.tail()
+    auth = {"Authorization": f"Bearer {_api_key(dev)}"}
+    with httpx.Client(base_url=dev.api_url, headers=auth, timeout=30, trust_env=False) as client:
+        submitted = _submit(client, {"plugin": "simulate", "command": "run", "params": {"sleep_s": 120}})
+        assert dev.wait_for(lambda: _row(dev, submitted["id"])[0] == "running", 60), dev.tail()
+
+    # When Ctrl-C stops it
+    dev.proc.send_signal(signal.SIGINT)
+    assert dev.proc.wait(timeout=60) == 0, dev.tail()
+    assert dev.leftovers() == [], dev.tail()
+
+    # Then the worker handed the run back rather than being killed with it: the row waits
+    # in `retrying` (its message back on the embedded Redis), not `running` forever
+    assert _row(dev, submitted["id"]) == ("retrying", 1), dev.tail()
+    assert "killing worker" not in dev.output(), dev.tail()
+
+    # And the next start runs it again
+    again = start_dev()
+    assert again.wait_for(lambda: _row(again, submitted["id"]) == ("running", 2), START_S), again.tail()
