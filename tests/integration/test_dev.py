@@ -6,6 +6,7 @@ on the embedded Redis and SQLite, so it needs no services.
 
 import os
 import re
+import shlex
 import signal
 import socket
 import sqlite3
@@ -210,6 +211,25 @@ def test_dev_runs_an_execution_and_stops_on_sigterm(start_dev: Callable[..., Dev
     names = " ".join(" ".join(_cmdline(p)) for p in dev.descendants())
     for part in ("redis-server", "uvicorn", "worker", "beat", "flower"):
         assert part in names, names
+
+    # And the agentq command runs as the banner spells it, from a shell that has no venv
+    exported = re.search(r"^  export (AGENTQ_URL=\S+) (AGENTQ_API_KEY=\S+)$", dev.output(), re.M)
+    example = re.search(
+        r"^  (\S+(?: -m agentq.cli)?) submit echo echo -p hello=world --wait$", dev.output(), re.M
+    )
+    assert exported and example, dev.tail()
+    env = {"PATH": os.defpath, "HOME": os.environ.get("HOME", "/tmp")}
+    env |= dict(pair.split("=", 1) for pair in exported.groups())
+    cli = subprocess.run(
+        [*shlex.split(example.group(1)), "submit", "echo", "echo", "-p", "hello=world", "--wait", "--json"],
+        cwd=dev.data_dir.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert '"result":{"hello":"world"}' in cli.stdout
 
     # When agentq dev gets SIGTERM, it exits 0 and no process it started remains
     dev.proc.send_signal(signal.SIGTERM)
