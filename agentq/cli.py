@@ -6,11 +6,14 @@ sub-apps: ``app.add_typer(keys_app, name="keys")``. ``dev`` and ``migrate`` run 
 itself; the commands from ``agentq.remote`` talk to a running agentq over HTTP.
 """
 
+from typing import Annotated
+
 import typer
 
 from agentq import remote
 
 app = typer.Typer(
+    cls=remote.Group,
     name="agentq",
     help="Distributed task-queue workers for AI agent executions.",
     epilog=(
@@ -24,7 +27,28 @@ app = typer.Typer(
 )
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("agentq")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown"
+        typer.echo(f"agentq {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command(cls=remote.Command)
 def dev() -> None:
     """Run the API, a worker, beat and Flower locally on an embedded Redis and SQLite.
 
@@ -37,7 +61,7 @@ def dev() -> None:
     raise typer.Exit(DevStack(settings).run())
 
 
-@app.command()
+@app.command(cls=remote.Command)
 def migrate(
     revision: str = typer.Argument("head", help="Alembic revision to upgrade to."),
 ) -> None:

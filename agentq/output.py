@@ -1,21 +1,16 @@
-"""How the ``agentq`` client commands show things: Rich tables and a live view, or JSON."""
+"""How the ``agentq`` client commands show things: Rich tables (plain rows in a pipe), or JSON."""
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -24,12 +19,11 @@ from agentq.client import (
     AgentqHTTPError,
     ApiKey,
     ApiKeyCreated,
-    Client,
-    Event,
     Execution,
     PluginInfo,
     Schedule,
 )
+from agentq.tables import Column, render
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -43,7 +37,6 @@ STYLE = {
     "timed_out": "red",
     "cancelled": "magenta",
 }
-LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "red", "critical": "bold red"}
 
 
 def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
@@ -58,7 +51,7 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _status(status: str) -> Text:
+def status_text(status: str) -> Text:
     return Text(status, style=STYLE.get(status, ""))
 
 
@@ -89,17 +82,17 @@ def execution(row: Execution) -> None:
     grid.add_column()
     grid.add_row("id", row.id)
     grid.add_row("plugin", f"{row.plugin} / {row.command}")
-    grid.add_row("status", _status(row.status))
+    grid.add_row("status", status_text(row.status))
     grid.add_row("attempts", f"{row.attempts} of {row.max_retries + 1}")
     if row.progress is not None:
         grid.add_row("progress", _progress(row))
     if row.worker:
         grid.add_row("worker", row.worker)
-    grid.add_row("created", _when(row.created_at))
+    grid.add_row("created", f"{_when(row.created_at)} UTC")
     if row.started_at:
-        grid.add_row("started", _when(row.started_at))
+        grid.add_row("started", f"{_when(row.started_at)} UTC")
     if row.finished_at:
-        grid.add_row("finished", f"{_when(row.finished_at)} ({_duration(row)})")
+        grid.add_row("finished", f"{_when(row.finished_at)} UTC ({_duration(row)})")
     if row.error is not None:
         grid.add_row("error", Text(f"{row.error.type}: {row.error.message}", style="red"))
     out.print(grid)
@@ -108,80 +101,31 @@ def execution(row: Execution) -> None:
 
 
 def executions(rows: Sequence[Execution], next_cursor: str | None) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("ID", no_wrap=True)
-    table.add_column("PLUGIN / COMMAND", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("PROGRESS")
-    table.add_column("CREATED", no_wrap=True)
-    table.add_column("TOOK", justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row.id,
-            f"{row.plugin}/{row.command}",
-            _status(row.status),
-            _progress(row),
-            _when(row.created_at),
-            _duration(row),
-        )
-    out.print(table)
+    columns = (
+        Column("ID", keep=True),
+        Column("PLUGIN/COMMAND"),
+        Column("STATUS", keep=True),
+        Column("PROGRESS"),
+        Column("CREATED (UTC)"),
+        Column("TOOK", keep=True, justify="right"),
+    )
+    render(
+        out,
+        columns,
+        (
+            (
+                row.id,
+                f"{row.plugin}/{row.command}",
+                status_text(row.status),
+                _progress(row),
+                _when(row.created_at),
+                _duration(row),
+            )
+            for row in rows
+        ),
+    )
     if next_cursor:
         err.print(f"[dim]more: --cursor {next_cursor}[/dim]")
-
-
-def _event_line(event: Event) -> Text:
-    at = Text(event.at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] + " ", style="dim")
-    data = event.data
-    if event.kind == "log":
-        level = str(data.get("level", "info"))
-        return Text.assemble(at, (f"{level:<7} ", LEVEL_STYLE.get(level, "")), str(data.get("message", "")))
-    if event.kind == "status":
-        status = str(data.get("status", ""))
-        line = Text.assemble(at, ("● ", STYLE.get(status, "")), _status(status))
-        if data.get("attempt"):
-            line.append(f"  attempt {data['attempt']}")
-        if data.get("worker"):
-            line.append(f" on {data['worker']}")
-        error = data.get("error")
-        if isinstance(error, dict):
-            line.append(f"  {error.get('type')}: {error.get('message')}", style=STYLE.get(status, ""))
-        return line
-    return Text.assemble(at, f"progress {data.get('percent', 0):.0f}% {data.get('message', '')}")
-
-
-def watch(client: Client, execution_id: str) -> Execution:
-    """Follow an execution: a progress bar, with status changes and log lines above it."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=out,
-    )
-    with progress:
-        task = progress.add_task(execution_id, total=100, message="")
-        for event in client.events(execution_id):
-            if event.kind == "progress":
-                percent = float(event.data.get("percent", 0))
-                progress.update(task, completed=percent, message=str(event.data.get("message", "")))
-            else:
-                progress.console.print(_event_line(event))
-            if event.status:
-                progress.update(task, description=f"{execution_id} {event.status}")
-            if event.terminal:
-                if event.status == "succeeded":
-                    progress.update(task, completed=100)
-                progress.stop_task(task)
-    return client.get(execution_id)
-
-
-def watch_json(client: Client, execution_id: str) -> Execution:
-    """Follow an execution as JSON lines, one event each."""
-    for event in client.events(execution_id):
-        print_json(event)
-    return client.get(execution_id)
 
 
 # -- plugins, schedules, keys ------------------------------------------------------
@@ -201,63 +145,89 @@ def _params_summary(schema: dict[str, Any]) -> str:
 
 
 def plugins(rows: Sequence[PluginInfo]) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("PLUGIN", no_wrap=True)
-    table.add_column("COMMAND", no_wrap=True)
-    table.add_column("DESCRIPTION")
-    table.add_column("PARAMS (* required)")
-    for plugin in rows:
-        for cmd in plugin.commands:
-            table.add_row(
-                plugin.name,
-                cmd.name,
-                cmd.description or plugin.description,
-                _params_summary(cmd.params_schema),
-            )
-    out.print(table)
+    columns = (
+        Column("PLUGIN", keep=True),
+        Column("COMMAND", keep=True),
+        Column("DESCRIPTION"),
+        Column("PARAMS (* required)"),
+    )
+    render(
+        out,
+        columns,
+        (
+            (plugin.name, cmd.name, cmd.description or plugin.description, _params_summary(cmd.params_schema))
+            for plugin in rows
+            for cmd in plugin.commands
+        ),
+    )
 
 
 def _timing(schedule: Schedule) -> str:
-    if schedule.cron:
-        return f"cron {schedule.cron} ({schedule.timezone})"
-    return f"every {schedule.interval_s:g}s"
+    return schedule.cron if schedule.cron else f"every {schedule.interval_s:g}s"
+
+
+def _zoned(value: datetime | None, zone: str) -> str:
+    """A time in the schedule's zone, with the zone's name (UTC if this machine lacks it)."""
+    if value is None:
+        return "—"
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz, zone = ZoneInfo("UTC"), "UTC"
+    return f"{value.astimezone(tz):%Y-%m-%d %H:%M:%S} {zone}"
 
 
 def schedules(rows: Sequence[Schedule], next_cursor: str | None) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("ID", no_wrap=True)
-    table.add_column("NAME")
-    table.add_column("PLUGIN / COMMAND", no_wrap=True)
-    table.add_column("TIMING")
-    table.add_column("ENABLED")
-    table.add_column("NEXT RUN", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row.id,
-            row.name,
-            f"{row.plugin}/{row.command}",
-            _timing(row),
-            "yes" if row.enabled else "no",
-            _when(row.next_run_at),
-        )
-    out.print(table)
+    columns = (
+        Column("ID", keep=True),
+        Column("NAME"),
+        Column("PLUGIN/COMMAND"),
+        Column("CRON/EVERY", keep=True),
+        Column("ON", keep=True),
+        Column("NEXT RUN"),
+    )
+    render(
+        out,
+        columns,
+        (
+            (
+                row.id,
+                row.name,
+                f"{row.plugin}/{row.command}",
+                _timing(row),
+                "yes" if row.enabled else "no",
+                _zoned(row.next_run_at, row.timezone),
+            )
+            for row in rows
+        ),
+    )
     if next_cursor:
         err.print(f"[dim]more: --cursor {next_cursor}[/dim]")
 
 
 def schedule(row: Schedule) -> None:
-    out.print(f"schedule [bold]{row.id}[/bold] {row.name}: {row.plugin}/{row.command}, {_timing(row)}")
-    if row.next_fire_times:
-        out.print("next: " + ", ".join(_when(t) for t in row.next_fire_times[:3]))
+    timing = f"cron {row.cron} ({row.timezone})" if row.cron else _timing(row)
+    out.print(f"schedule [bold]{row.id}[/bold] {row.name}: {row.plugin}/{row.command}, {timing}")
+    if not row.enabled:
+        out.print("disabled: it fires only when run by hand")
+    elif row.next_fire_times:
+        for label, at in zip(("next:", "", ""), row.next_fire_times, strict=False):
+            out.print(f"{label:<6}{_zoned(at, row.timezone)}")
 
 
 def keys(rows: Sequence[ApiKey]) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("ID", "NAME", "PREFIX", "CREATED", "REVOKED"):
-        table.add_column(name, no_wrap=name != "NAME")
-    for row in rows:
-        table.add_row(row.id, row.name, row.prefix, _when(row.created_at), _when(row.revoked_at))
-    out.print(table)
+    columns = (
+        Column("ID", keep=True),
+        Column("NAME"),
+        Column("PREFIX", keep=True),
+        Column("CREATED (UTC)"),
+        Column("REVOKED (UTC)"),
+    )
+    render(
+        out,
+        columns,
+        ((row.id, row.name, row.prefix, _when(row.created_at), _when(row.revoked_at)) for row in rows),
+    )
 
 
 def key_created(row: ApiKeyCreated) -> None:
@@ -279,6 +249,18 @@ def http_error(exc: AgentqHTTPError, as_json: bool) -> None:
         err.print(Text(f"  {loc}: {problem.get('msg', '')}"))
     if exc.retry_after is not None:
         err.print(Text(f"  try again in {exc.retry_after:g}s"))
+    if exc.status == 401:
+        err.print(Text(f"  {_key_hint()}"))
+
+
+def _key_hint() -> str:
+    if os.environ.get("AGENTQ_API_KEY"):
+        return "AGENTQ_API_KEY holds a key this API does not accept (revoked, or another server's?)"
+    # `agentq dev` keeps its admin key in its data directory.
+    dev_key = Path(os.environ.get("AGENTQ_DATA_DIR") or "var") / "admin-api-key"
+    if dev_key.is_file():
+        return f"set AGENTQ_API_KEY: export AGENTQ_API_KEY=$(cat {dev_key})"
+    return "set AGENTQ_API_KEY to an API key"
 
 
 def connection_error(exc: AgentqConnectionError) -> None:

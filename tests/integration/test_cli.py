@@ -11,14 +11,14 @@ from tests.integration.processes import ROOT, free_port
 
 
 def agentq(
-    stack: Stack, *args: str, key: str = ADMIN_KEY, url: str | None = None
+    stack: Stack, *args: str, key: str = ADMIN_KEY, url: str | None = None, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with nothing but AGENTQ_URL and AGENTQ_API_KEY to find the API."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
         "PYTHONPATH": str(ROOT),
-        "COLUMNS": "200",
+        "COLUMNS": str(columns),
         "AGENTQ_URL": url or stack.url,
         "AGENTQ_API_KEY": key,
     }
@@ -167,3 +167,42 @@ def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
     assert removed.returncode == 0
     assert schedule["id"] not in [s["id"] for s in json_out(gone)["schedules"]]
     assert neither.returncode == 2
+
+
+def test_cli_list_piped_prints_whole_rows_that_grep_counts(stack: Stack) -> None:
+    # Given executions that succeeded, among others
+    done = [stack.wait(stack.submit("echo", "echo", {"n": n})["id"]) for n in range(3)]
+    assert {e["status"] for e in done} == {"succeeded"}
+
+    # When the list goes into a pipe, 80 columns wide
+    piped = agentq(stack, "list", "--limit", "20", columns=80)
+
+    # Then each row is whole and tab-separated: `grep -c succeeded` counts the succeeded ones
+    assert piped.returncode == 0, piped.stderr
+    header, *rows = piped.stdout.splitlines()
+    assert header.split("\t") == ["ID", "PLUGIN/COMMAND", "STATUS", "PROGRESS", "CREATED (UTC)", "TOOK"]
+    status = {row.split("\t")[0]: row.split("\t")[2] for row in rows}
+    assert all(status[e["id"]] == "succeeded" for e in done), piped.stdout
+    assert sum("succeeded" in row for row in rows) == list(status.values()).count("succeeded") >= 3
+
+
+def test_cli_schedules_run_and_rm_take_a_name(stack: Stack) -> None:
+    added = agentq(stack, "schedules", "add", "cli-by-name", "echo", "echo", "--every", "3600", "--json")
+    schedule = json_out(added)
+
+    ran = agentq(stack, "schedules", "run", "cli-by-name", "--wait", "--json")
+    removed = agentq(stack, "schedules", "rm", "cli-by-name")
+    again = agentq(stack, "schedules", "rm", "cli-by-name")
+
+    assert added.returncode == 0, added.stderr
+    assert ran.returncode == 0, ran.stderr
+    assert json_out(ran)["schedule_id"] == schedule["id"]
+    assert removed.returncode == 0 and schedule["id"] in removed.stdout, removed.stderr
+    assert again.returncode == 5 and "No schedule has the id or name 'cli-by-name'" in again.stderr
+
+
+def test_cli_without_a_key_says_to_set_it(stack: Stack) -> None:
+    result = agentq(stack, "list", key="")
+
+    assert result.returncode == 5
+    assert "401" in result.stderr and "set AGENTQ_API_KEY" in result.stderr

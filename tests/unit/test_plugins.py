@@ -10,9 +10,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from core.errors import PluginNotFound, RetryLater, UnknownCommand
+from workers.plugins import registry as registry_module
 from workers.plugins.base import Context, Plugin, command, run_command
 from workers.plugins.echo import EchoPlugin
-from workers.plugins import registry as registry_module
 from workers.plugins.registry import DuplicatePlugin, Registry, load_registry
 from workers.plugins.simulate import SimulatePlugin
 

@@ -1,0 +1,1 @@
+"""The ``agentq`` client commands, by what they act on; shared parts are in ``agentq.remote``."""
