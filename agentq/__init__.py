@@ -1,1 +1,42 @@
-"""The ``agentq`` command line: run the whole system locally, migrate the database."""
+"""agentq: the plugin SDK, and the ``agentq`` command (``agentq.cli``).
+
+Plugin authors import everything from here::
+
+    from agentq import Context, PermanentError, Plugin, RetryLater, command, run_command
+
+The names live in ``workers.plugins.base`` and ``core.errors`` and are imported on first
+use (PEP 562), so ``import agentq`` (which every ``agentq`` command does) loads neither
+pydantic nor anything of the API or the workers.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.errors import PermanentError, RetryLater
+    from workers.plugins.base import Context, Plugin, command, run_command
+
+__all__ = ["Context", "PermanentError", "Plugin", "RetryLater", "command", "run_command"]
+
+_HOMES = {
+    "Context": "workers.plugins.base",
+    "Plugin": "workers.plugins.base",
+    "command": "workers.plugins.base",
+    "run_command": "workers.plugins.base",
+    "RetryLater": "core.errors",
+    "PermanentError": "core.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        # An AttributeError also lets ``from agentq import cli`` fall back to the submodule.
+        raise AttributeError(f"module 'agentq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # the next lookup skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

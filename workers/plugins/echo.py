@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from workers.plugins.base import Context, Plugin, command
+from agentq import Context, Plugin, command
 
 
 class EchoParams(BaseModel):

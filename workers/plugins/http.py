@@ -4,8 +4,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentq import Context, Plugin, command
 from workers.plugins import outbound
-from workers.plugins.base import Context, Plugin, command
 
 
 class GetParams(BaseModel):

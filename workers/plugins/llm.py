@@ -5,10 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.errors import PermanentError
+from agentq import Context, PermanentError, Plugin, command
 from core.settings import settings
 from workers.plugins import outbound
-from workers.plugins.base import Context, Plugin, command
 
 # Long completions take minutes; the execution's own timeout still bounds the whole run.
 LLM_TIMEOUT_S = 120.0

@@ -9,9 +9,8 @@ from typing import Any
 import feedparser
 from pydantic import BaseModel, Field
 
-from core.errors import PermanentError
+from agentq import Context, PermanentError, Plugin, command
 from workers.plugins import outbound
-from workers.plugins.base import Context, Plugin, command
 
 FEED_TIMEOUT_S = 20.0
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"

@@ -9,8 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import RetryLater
-from workers.plugins.base import Context, Plugin, command
+from agentq import Context, Plugin, RetryLater, command
 
 # Sync sleeps run in short slices, like ordinary Python loops, so that the runtime's
 # interrupt (delivered between bytecodes) lands promptly without the plugin checking ctx.
