@@ -90,12 +90,15 @@ def _leave_out(registry: Registry, name: str, target: str, exc: Exception) -> No
     """A plugin whose module cannot be imported (a dependency not installed, say) must not
     keep the others from serving: it is left out of the catalog, and said so loudly."""
     registry.left_out[name] = f"{type(exc).__name__}: {exc}"
+    # The built-in plugins' own dependencies come with the worker extra.
+    hint = " (pip install 'agentq[worker]')" if isinstance(exc, ModuleNotFoundError) else ""
     log.error(
-        "plugin %s (%s) cannot be imported and is left out; its commands are not offered: %s: %s",
+        "plugin %s (%s) cannot be imported and is left out; its commands are not offered: %s: %s%s",
         name,
         target,
         type(exc).__name__,
         exc,
+        hint,
         exc_info=exc,
     )
 
