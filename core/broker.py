@@ -10,6 +10,7 @@ in any thread; it is rebuilt when the channel replaces its pool (after a fork, o
 
 from typing import Any
 
+from kombu import transport
 from kombu.transport import redis
 
 
@@ -27,3 +28,16 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+
+
+def serve_redis_urls() -> None:
+    """Make ``redis://`` broker URLs use this transport, in this process.
+
+    Registered under kombu's own alias rather than set as Celery's ``broker_transport``:
+    a connection then still reads ``redis://host:6379/0``, which is how Flower tells a
+    Redis broker apart (its Broker page and ``/api/queues/length`` answer "'redis' broker
+    is not supported" for ``core.broker:Transport://host:6379/0``).
+    """
+    transport.TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
+    # Forget a stock transport resolved before this ran.
+    transport._transport_cache.pop("redis", None)

@@ -14,7 +14,7 @@ from celery import Celery
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from core import store
+from core import broker, store
 from core.errors import BrokerUnavailable
 from core.models import Execution, utcnow
 from core.settings import settings
@@ -42,8 +42,6 @@ def broker_priority(priority: int) -> int:
 def celery_config() -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
-        # The same transport with a Redis client per channel (core/broker.py).
-        "broker_transport": "core.broker:Transport" if settings.broker_url.startswith("redis://") else None,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             # Longer than any timeout_s, or a long run would be delivered to a second worker.
@@ -74,6 +72,8 @@ def celery_config() -> dict[str, Any]:
     }
 
 
+# redis:// is kombu's Redis transport with a Redis client per channel (core/broker.py).
+broker.serve_redis_urls()
 app = Celery("agentq")
 app.config_from_object(celery_config())
 
