@@ -5,7 +5,7 @@ name, so they carry no plugin code.
 """
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -99,6 +99,19 @@ def args_repr(ids: list[str]) -> str:
     return f"[[{shown}, … {len(ids) - ARGS_SHOWN:,} more]]"
 
 
+def agents_repr(chunk: list[Execution]) -> str:
+    """What Flower shows as a message's keyword arguments (it has none): the agents it runs.
+
+    ``{'plugin': 'echo', 'command': 'echo'}`` when they are all one (Flower's search finds
+    them by ``kwargs:plugin=echo``), else each ``plugin/command`` with how many run it.
+    """
+    plugin, command = chunk[0].plugin, chunk[0].command
+    if all(e.plugin == plugin and e.command == command for e in chunk):
+        return repr({"plugin": plugin, "command": command})
+    counts = Counter(f"{e.plugin}/{e.command}" for e in chunk)
+    return repr({"agents": ", ".join(f"{agent} ×{n}" for agent, n in counts.items())})
+
+
 def publish(executions: Sequence[Execution], countdown: float | None = None) -> set[str]:
     """Publish executions whose rows are committed, or, with the broker down, mark them due
     now (``countdown`` later) so that the reaper's next pass publishes them. Returns the ids
@@ -127,8 +140,9 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
     """Publish executions over one producer connection.
 
     A message carries up to ``AGENTQ_CHUNK_SIZE`` execution ids, so a batch costs the
-    broker and the worker one message per chunk; its task id is the first execution's,
-    so Flower finds a single execution by its id. The message's retry count is the
+    broker and the worker one message per chunk. In Flower, its task id is the first
+    execution's, its args the first ids (search them for any other) and its kwargs the
+    agents it runs (``agents_repr``). The message's retry count is the
     attempts its rows have made: the claim expects it, so a republished (reaped,
     handed-back) execution runs its next attempt exactly once.
 
@@ -147,7 +161,7 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
                     RUN_EXECUTION,
                     args=[ids],
                     argsrepr=args_repr(ids),
-                    kwargsrepr="{}",
+                    kwargsrepr=agents_repr(chunk),
                     task_id=first.id,
                     queue=first.queue,
                     priority=broker_priority(first.priority),
