@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from celery.app import amqp
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -23,6 +24,10 @@ RUN_EXECUTION = "agentq.run_execution"
 SUBMIT_EXECUTION = "agentq.submit_execution"
 REAP_EXECUTIONS = "agentq.reap_executions"
 PURGE_EXECUTIONS = "agentq.purge_executions"
+
+# Housekeeping that beat fires every few seconds. It sends no task events (neither
+# task-sent nor the worker's), so Flower's task list holds executions only.
+MAINTENANCE_TASKS = frozenset({REAP_EXECUTIONS, PURGE_EXECUTIONS})
 
 # The execution ids of a message that Flower shows (its args).
 ARGS_SHOWN = 10
@@ -72,9 +77,17 @@ def celery_config() -> dict[str, Any]:
     }
 
 
+class AMQP(amqp.AMQP):  # type: ignore[misc]
+    """Celery's messaging, where a maintenance task's message goes without a task-sent event."""
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        return message._replace(sent_event=None) if name in MAINTENANCE_TASKS else message
+
+
 # redis:// is kombu's Redis transport with a Redis client per channel (core/broker.py).
 broker.serve_redis_urls()
-app = Celery("agentq")
+app = Celery("agentq", amqp=AMQP)
 app.config_from_object(celery_config())
 
 
