@@ -1,10 +1,16 @@
-"""Who is calling: the Bearer API key, resolved to an owner, then rate-limited."""
+"""Who is calling: the Bearer API key, resolved to an owner, then rate-limited.
+
+The key is declared in the OpenAPI schema as an HTTP bearer security scheme on every
+route that takes it, so the docs page has an Authorize button and "Try it out" sends it.
+"""
 
 import hmac
 import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 
 from api.ratelimit import limiter
@@ -31,15 +37,31 @@ async def _owner_of(secret: str) -> str | None:
     return owner
 
 
-async def authenticate(request: Request) -> str:
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise Unauthorized("Send an API key: `Authorization: Bearer <key>`.")
-    owner = await _owner_of(secret.strip())
-    if owner is None:
-        raise Unauthorized("The API key is unknown or revoked.")
-    await limiter.check(owner)
-    return owner
+class BearerKey(SecurityBase):
+    """The dependency that answers who calls, declared as a security scheme.
+
+    What ``fastapi.security.HTTPBearer`` declares, without a dependency of its own to
+    solve per request before this one: the scheme is this dependency itself.
+    """
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(
+            description="An API key (the admin key, or one made with `POST /v1/keys`)."
+        )
+        self.scheme_name = "ApiKey"
+
+    async def __call__(self, request: Request) -> str:
+        scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("Send an API key: `Authorization: Bearer <key>`.")
+        owner = await _owner_of(secret.strip())
+        if owner is None:
+            raise Unauthorized("The API key is unknown or revoked.")
+        await limiter.check(owner)
+        return owner
+
+
+authenticate = BearerKey()
 
 
 OwnerDep = Annotated[str, Depends(authenticate)]

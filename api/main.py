@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api import problems
+from api import docs, problems
 from api.limits import BodyLimit
 from api.routes import compat, events, executions, health, keys, plugins, schedules
 from api.submit import flush_publishes
@@ -42,7 +42,10 @@ def create_app() -> FastAPI:
         version="1",
         summary="Submit agent executions, poll their results.",
         lifespan=lifespan,
+        docs_url=None,  # served by api.docs, without a CDN
+        redoc_url=None,
     )
+    docs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit)
     for module in (executions, events, schedules, plugins, keys, compat, health):

@@ -1,13 +1,17 @@
 """Unit tests open no sockets: names resolve from ``DNS``, outbound HTTP goes to a handler."""
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from core.settings import settings
 from workers.plugins import outbound
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 PUBLIC = "93.184.216.34"
 DNS = {
@@ -61,3 +65,28 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Serve:
         return seen
 
     return install
+
+
+API_KEY = "unit-admin-key"
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator["TestClient"]:
+    """The API in process, with the admin key, no rate limit, and a catalog of echo and
+    simulate; its lifespan is not run (it would connect to Redis)."""
+    from fastapi.testclient import TestClient
+
+    from api.catalog import catalog
+    from api.main import create_app
+    from workers.plugins.echo import EchoPlugin
+    from workers.plugins.registry import Registry
+    from workers.plugins.simulate import SimulatePlugin
+
+    registry = Registry()
+    registry.add(SimulatePlugin)
+    registry.add(EchoPlugin)
+    monkeypatch.setattr(settings, "admin_api_key", API_KEY)
+    monkeypatch.setattr(settings, "rate_limit_per_s", 0)
+    monkeypatch.setattr(catalog, "_load", lambda: registry.catalog("agentq"))
+    monkeypatch.setattr(catalog, "_loaded_at", float("-inf"))
+    yield TestClient(create_app(), headers={"Authorization": f"Bearer {API_KEY}"})
