@@ -48,9 +48,6 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
-            413,
-            "Payload too large",
-            f"The request body exceeds {settings.max_body_bytes} bytes; send less.",
-            kind="payload-too-large",
+            413, "payload-too-large", f"The request body exceeds {settings.max_body_bytes} bytes; send less."
         )
         await response(scope, receive, send)

@@ -1,11 +1,14 @@
 """Every error answer is ``application/problem+json`` (RFC 9457).
 
 One table maps agentq's error classes to statuses; a handler on the base class covers
-every subclass.
+every subclass. Each problem type has one title, in ``TITLES``: an error class's type
+and title are its name (``InvalidRequest``: ``invalid-request``, "Invalid request").
 """
 
 import logging
 import math
+import re
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +27,7 @@ from core.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    UnsupportedMediaType,
 )
 
 MEDIA_TYPE = "application/problem+json"
@@ -33,6 +37,7 @@ STATUS: dict[type[AgentqError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidRequest: 422,
     RateLimited: 429,
     Unavailable: 503,
@@ -40,22 +45,43 @@ STATUS: dict[type[AgentqError], int] = {
 log = logging.getLogger("agentq.api")
 
 
+def _words(name: str) -> list[str]:
+    return re.findall(r"[A-Z][a-z]*", name)
+
+
 def _slug(name: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+    return "-".join(_words(name)).lower()
+
+
+def _title(name: str) -> str:
+    return " ".join(_words(name)).capitalize()
+
+
+def _subclasses(cls: type[AgentqError]) -> list[type[AgentqError]]:
+    return [cls] + [c for sub in cls.__subclasses__() for c in _subclasses(sub)]
+
+
+# Problem type (the end of its URN) -> its one title.
+TITLES: dict[str, str] = {
+    **{_slug(cls.__name__): _title(cls.__name__) for cls in _subclasses(AgentqError)},
+    **{f"http-{s.value}": s.phrase.capitalize() for s in HTTPStatus},
+    "malformed-json": "Malformed JSON",
+    "internal": "Internal error",
+}
 
 
 def problem(
     status: int,
-    title: str,
+    kind: str,
     detail: str,
     *,
-    kind: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The answer of problem type ``kind`` (a key of ``TITLES``)."""
     body: dict[str, Any] = {
         "type": f"urn:agentq:problem:{kind}",
-        "title": title,
+        "title": TITLES[kind],
         "status": status,
         "detail": detail,
     }
@@ -72,8 +98,9 @@ async def agentq_error(_: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="agentq"'}
-    name = type(exc).__name__
-    return problem(status, name, exc.detail, kind=_slug(name), errors=exc.errors, headers=headers)
+    # An error class defined after this table is answered as the nearest one in it.
+    kind = next(k for k in map(_slug, (c.__name__ for c in type(exc).__mro__)) if k in TITLES)
+    return problem(status, kind, exc.detail, errors=exc.errors, headers=headers)
 
 
 async def validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -82,26 +109,27 @@ async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    malformed = [e for e in errors if e["type"] == "json_invalid"]
-    if malformed:
+    malformed = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        # FastAPI's message is "JSON decode error"; the decoder's says what is wrong.
+        why = malformed.get("ctx", {}).get("error") or malformed.get("msg", "")
+        loc = list(malformed.get("loc", ()))
         return problem(
             400,
-            "Malformed JSON",
-            f"The body is not valid JSON: {malformed[0]['msg']}.",
-            kind="malformed-json",
-            errors=malformed,
+            "malformed-json",
+            f"The body is not JSON: {why} (at character {loc[-1]}).",
+            errors=[{"loc": loc, "msg": why, "type": "json_invalid"}],
         )
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-    return problem(422, "Invalid request", detail, kind="invalid-request", errors=errors)
+    return problem(422, "invalid-request", detail, errors=errors)
 
 
 async def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     return problem(
         exc.status_code,
+        f"http-{exc.status_code}",
         str(exc.detail),
-        str(exc.detail),
-        kind=f"http-{exc.status_code}",
         headers=dict(exc.headers) if exc.headers else None,
     )
 
@@ -110,18 +138,15 @@ async def database_error(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database error: %s", exc)
     return problem(
         503,
-        "Database unavailable",
+        "database-unavailable",
         "The database is unreachable; try again shortly.",
-        kind="database-unavailable",
         headers={"Retry-After": "1"},
     )
 
 
 async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return problem(
-        500, "Internal error", "An unexpected error occurred; it has been logged.", kind="internal"
-    )
+    return problem(500, "internal", "An unexpected error occurred; it has been logged.")
 
 
 def install(app: FastAPI) -> None:

@@ -12,6 +12,7 @@ AgentqError
  ├── Unauthorized              (no key, or an unknown or revoked one)
  ├── Forbidden                 (a key that may not do this)
  ├── PayloadTooLarge
+ ├── UnsupportedMediaType      (a body that is not sent as JSON)
  ├── RateLimited               (``retry_after_s``)
  ├── InvalidRequest            (field problems in ``errors``)
  │    ├── InvalidParams
@@ -82,6 +83,10 @@ class Forbidden(AgentqError):
 
 
 class PayloadTooLarge(AgentqError):
+    pass
+
+
+class UnsupportedMediaType(AgentqError):
     pass
 
 

@@ -2,13 +2,19 @@
 
 import asyncio
 import json
+import re
 
 import pytest
+from fastapi.exceptions import RequestValidationError
 from jsonschema import Draft202012Validator
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
 from api.catalog import Catalog
-from api.problems import agentq_error
+from api.limits import BodyLimit
+from api.problems import agentq_error, database_error, http_error, unexpected_error, validation_error
 from core.errors import (
+    AgentqError,
     BrokerUnavailable,
     ExecutionNotFound,
     IdempotencyConflict,
@@ -99,3 +105,61 @@ def test_settings_normalise_mysql_url_and_default_to_sqlite(tmp_path) -> None:  
     assert s.database_url == "mysql+pymysql://u:p@db/agentq"
     assert s.redis_url == "redis://r:6379/0"
     assert Settings(database_url="", data_dir=tmp_path).database_url.startswith("sqlite:///")
+
+
+def _error_classes(base: type[AgentqError] = AgentqError) -> list[type[AgentqError]]:
+    found = [base]
+    for sub in base.__subclasses__():
+        found += _error_classes(sub)
+    return found
+
+
+def _instance(cls: type[AgentqError]) -> AgentqError:
+    try:
+        return cls("x")
+    except TypeError:  # RateLimited, RetryLater: a delay too
+        return cls("x", 1.0)  # type: ignore[call-arg]
+
+
+def _refused_body() -> dict[str, object]:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"content-length", b"999999999")]}
+    asyncio.run(BodyLimit(None)(scope, receive, send))  # type: ignore[arg-type]
+    return json.loads(sent[-1]["body"])  # type: ignore[arg-type,no-any-return]
+
+
+def test_every_problem_type_has_one_title_everywhere() -> None:
+    """Every way the API words a problem, walked: one title per type, in words."""
+    answers = [asyncio.run(agentq_error(None, _instance(cls))) for cls in _error_classes()]  # type: ignore[arg-type]
+    answers += [
+        asyncio.run(validation_error(None, RequestValidationError(errors)))  # type: ignore[arg-type]
+        for errors in (
+            [{"type": "missing", "loc": ("body", "command"), "msg": "Field required"}],
+            [{"type": "json_invalid", "loc": ("body", 3), "msg": "JSON decode error", "ctx": {"error": "x"}}],
+        )
+    ]
+    answers += [
+        asyncio.run(http_error(None, HTTPException(status, detail)))  # type: ignore[arg-type]
+        for status, detail in ((404, "Not Found"), (404, "No such thing"), (405, "Method Not Allowed"))
+    ]
+    answers += [
+        asyncio.run(database_error(None, OperationalError("SELECT 1", {}, Exception("gone")))),  # type: ignore[arg-type]
+        asyncio.run(unexpected_error(None, RuntimeError("bug"))),  # type: ignore[arg-type]
+    ]
+    bodies = [json.loads(a.body) for a in answers] + [_refused_body()]
+
+    titles: dict[str, set[str]] = {}
+    for body in bodies:
+        titles.setdefault(body["type"], set()).add(body["title"])
+    assert {t: len(ts) for t, ts in titles.items() if len(ts) > 1} == {}
+    assert titles["urn:agentq:problem:invalid-request"] == {"Invalid request"}
+    assert titles["urn:agentq:problem:http-404"] == {"Not found"}
+    for body in bodies:  # words, not a class name
+        assert re.fullmatch(r"[A-Z][a-z]*( [A-Za-z]+)*", body["title"]), body["title"]
