@@ -41,7 +41,9 @@ class Catalog:
                     self._loaded_at = time.monotonic()
         return self._entries
 
-    def resolve(self, plugin: str, command: str) -> PluginCommand:
+    def resolve(self, plugin: str, command: str, loc: tuple[str | int, ...] = ("body",)) -> PluginCommand:
+        """The entry of ``plugin``/``command``; the problem of an unknown one names its field
+        under ``loc`` (the body, or a batch's item)."""
         entries = self.entries()
         if (plugin, command) in entries:
             return entries[(plugin, command)]
@@ -51,7 +53,7 @@ class Catalog:
                 f"No worker offers plugin {plugin!r}. Offered: {', '.join(plugins) or 'none (is a worker running?)'}.",
                 [
                     {
-                        "loc": ["body", "plugin"],
+                        "loc": [*loc, "plugin"],
                         "msg": f"unknown plugin; offered: {plugins}",
                         "type": "unknown_plugin",
                     }
@@ -62,7 +64,7 @@ class Catalog:
             f"Plugin {plugin!r} has no command {command!r}. Its commands: {', '.join(commands)}.",
             [
                 {
-                    "loc": ["body", "command"],
+                    "loc": [*loc, "command"],
                     "msg": f"unknown command; offered: {commands}",
                     "type": "unknown_command",
                 }

@@ -1,9 +1,11 @@
 """Request and response bodies of the HTTP API."""
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.models import EventKind, ExecutionStatus
@@ -12,6 +14,20 @@ from core.settings import MAX_TIMEOUT_S, settings
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 MAX_BATCH = 1000
+# Ids are ULIDs: 26 characters of Crockford's base32, the first at most 7.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+
+def _cursor(cursor: str | None) -> str | None:
+    # Pages are keyset on the id: anything else would be compared as if it were one.
+    if cursor is not None and not _ULID.fullmatch(cursor):
+        raise ValueError("not a cursor: pass the `next_cursor` of the previous page, or none for the first")
+    return cursor
+
+
+Cursor = Annotated[
+    str | None, Query(description="`next_cursor` of the previous page."), AfterValidator(_cursor)
+]
 
 
 def _depth(value: Any) -> int:

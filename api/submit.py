@@ -46,11 +46,10 @@ def prepare(
     """The rows to insert; raises the first item's problem that the catalog finds."""
     specs = []
     for index, item in enumerate(items):
+        at: tuple[str | int, ...] = ("body", "executions", index) if batch else ("body",)
         try:
-            entry = catalog.resolve(item.plugin, item.command)
-            catalog.validate(
-                entry, item.params, ("body", "executions", index, "params") if batch else ("body", "params")
-            )
+            entry = catalog.resolve(item.plugin, item.command, at)
+            catalog.validate(entry, item.params, (*at, "params"))
         except InvalidRequest:
             metrics.count_rejected([i.plugin for i in items])
             raise

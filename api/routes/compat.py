@@ -5,13 +5,14 @@ from fastapi import APIRouter, Response
 from api import polling
 from api.auth import OwnerDep
 from api.catalog import catalog
+from api.jsonbody import JSONRoute
 from api.schemas import AgentExecute, AgentResult, ExecutionCreate
 from api.submit import Single, submit_single
 from core.errors import UnknownCommand
 from core.models import ExecutionStatus
 from core.settings import settings
 
-router = APIRouter(tags=["compatibility"])
+router = APIRouter(tags=["compatibility"], route_class=JSONRoute)
 
 
 @router.post("/api/agent/execute")

@@ -7,7 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import polling
 from api.auth import OwnerDep
+from api.jsonbody import JSONRoute
 from api.schemas import (
+    Cursor,
     ExecutionBatchCreate,
     ExecutionBatchPublic,
     ExecutionCreate,
@@ -20,7 +22,7 @@ from core import notify, store
 from core.models import Execution, ExecutionStatus
 from core.settings import settings
 
-router = APIRouter(prefix="/v1/executions", tags=["executions"])
+router = APIRouter(prefix="/v1/executions", tags=["executions"], route_class=JSONRoute)
 
 
 @router.post("", status_code=202)
@@ -67,9 +69,7 @@ def read_executions(
     plugin: Annotated[str | None, Query(max_length=64)] = None,
     schedule_id: Annotated[str | None, Query(max_length=26)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=26, description="`next_cursor` of the previous page.")
-    ] = None,
+    cursor: Cursor = None,
 ) -> ExecutionsPublic:
     """List executions, newest first, filtered by status, plugin or schedule."""
     rows, next_cursor = store.list_executions(

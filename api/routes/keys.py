@@ -3,11 +3,12 @@
 from fastapi import APIRouter, Response
 
 from api.auth import AdminDep
+from api.jsonbody import JSONRoute
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
 from core import keys, store
 from core.errors import NotFound
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=JSONRoute)
 
 
 @router.post("", status_code=201)

@@ -7,12 +7,20 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import OwnerDep
 from api.catalog import catalog
-from api.schemas import ExecutionPublic, ScheduleCreate, SchedulePublic, SchedulesPublic, ScheduleUpdate
+from api.jsonbody import JSONRoute
+from api.schemas import (
+    Cursor,
+    ExecutionPublic,
+    ScheduleCreate,
+    SchedulePublic,
+    SchedulesPublic,
+    ScheduleUpdate,
+)
 from core import schedules, store
 from core.errors import InvalidRequest
 from core.models import Schedule, utcnow
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=JSONRoute)
 TIMING = {"cron", "interval_s", "timezone", "enabled"}
 
 
@@ -66,7 +74,7 @@ def create_schedule(schedule_in: ScheduleCreate, response: Response, owner: Owne
 def read_schedules(
     owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=26)] = None,
+    cursor: Cursor = None,
 ) -> SchedulesPublic:
     """List schedules, newest first."""
     rows, next_cursor = store.list_schedules(owner, limit=limit, cursor=cursor)
