@@ -6,6 +6,8 @@ are marked due at once, and the reaper publishes them as soon as the broker is b
 
 Single submissions that arrive while others are being written are written together (see
 ``api/grouping.py``): one transaction, each answered on its own as soon as it is written.
+A group whose write fails for what one request holds is written again a request at a
+time, so that no request fails for another's.
 Their messages go out from a publisher thread, those of the groups written while it sent
 the previous ones in one message per chunk: a worker's cost is largely per message, so
 fuller messages are cheaper. A process that dies before publishing loses nothing: the
@@ -23,7 +25,7 @@ from api.catalog import catalog
 from api.grouping import Grouped
 from api.schemas import ExecutionCreate
 from core import queue, store
-from core.db import has_async_engine
+from core.db import has_async_engine, out_of_reach
 from core.errors import IdempotencyConflict, InvalidRequest
 from core.grouping import GroupingThread
 from core.settings import settings
@@ -97,10 +99,15 @@ def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exceptio
     written: Sequence[store.Submitted | Exception] = []
     try:
         written = store.create_executions(specs) if specs else []
-    except IdempotencyConflict:  # one request's key: the others are not to fail with it
-        written = [_create_alone(spec) for spec in specs]
-    except Exception as exc:  # the database: every request written with the group fails alike
-        written = [exc] * len(specs)
+    except Exception as exc:
+        if len(specs) > 1 and not out_of_reach(exc):
+            # Maybe one request's fault (a reused key, a row the database refuses): each
+            # is written alone, and answered for its own.
+            if not isinstance(exc, IdempotencyConflict):
+                log.warning("writing %d submissions together failed, so each alone: %s", len(specs), exc)
+            written = _create_each_alone(specs)
+        else:  # the database is out of reach: it is for every request alike
+            written = [exc] * len(specs)
     submitted = [s for s in written if isinstance(s, store.Submitted)]
     if submitted:
         publisher.submit(submitted)
@@ -118,11 +125,16 @@ async def submit_alone(single: Single) -> store.Submitted:
     return submitted
 
 
-def _create_alone(spec: store.NewExecution) -> store.Submitted | Exception:
-    try:
-        return store.create_executions([spec])[0]
-    except IdempotencyConflict as exc:
-        return exc
+def _create_each_alone(specs: Sequence[store.NewExecution]) -> list[store.Submitted | Exception]:
+    written: list[store.Submitted | Exception] = []
+    for spec in specs:
+        try:
+            written.append(store.create_executions([spec])[0])
+        except Exception as exc:
+            if out_of_reach(exc):  # for this one and the rest
+                return written + [exc] * (len(specs) - len(written))
+            written.append(exc)
+    return written
 
 
 def _publish_groups(groups: list[list[store.Submitted]]) -> list[None]:

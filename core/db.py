@@ -4,6 +4,7 @@ On MySQL the API also has an engine on its event loop (asyncmy): a request with 
 under way is written from the loop itself, without a hop to a thread and back.
 """
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -11,7 +12,8 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -121,6 +123,23 @@ def _ping_when_idle(engine: Engine) -> None:
 
     event.listen(engine, "checkin", checked_in)
     event.listen(engine, "checkout", checked_out)
+
+
+def out_of_reach(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the database could not be reached, or not in time, rather
+    than that it refused what a statement sent: then the same work fails in any shape."""
+    if isinstance(exc, InterfaceError | PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        return exc.orig.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    # MySQL's client errors (2000-2999: cannot connect, server gone away, lost connection)
+    # are about the connection; the server's own (1000-1999, 3000 and up), about the work.
+    return isinstance(code, int) and 2000 <= code < 3000
 
 
 @cache

@@ -1,12 +1,18 @@
 """Group commit: calls that arrive during a serve are served together, each answered alone."""
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Sequence
 
+import pymysql
 import pytest
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.grouping import Grouped
+from core.db import out_of_reach
+from core.errors import IdempotencyConflict
 from core.grouping import GroupingThread
 
 
@@ -181,3 +187,34 @@ def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_gr
     assert answers[:3] == [0, 10, 20] and answers[5] == 50
     assert all(isinstance(a, ConnectionError) for a in answers[3:5])
     assert groups == [[0], [1, 2], [3, 4], [5]]
+
+
+def _driver_error(cls: type[Exception], code: int, message: str) -> DBAPIError:
+    return DBAPIError.instance("INSERT", {}, cls(code, message), pymysql.err.Error)
+
+
+def test_a_group_is_written_again_alone_unless_the_database_is_out_of_reach() -> None:
+    """A failed group commit is retried request by request unless the failure is one that
+    every request would meet alike (``core.db.out_of_reach``)."""
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    unreachable = [
+        _driver_error(pymysql.err.OperationalError, 2003, "Can't connect to MySQL server"),
+        _driver_error(pymysql.err.OperationalError, 2013, "Lost connection to MySQL server during query"),
+        _driver_error(pymysql.err.InterfaceError, 0, ""),
+        DBAPIError("INSERT", {}, locked),
+        PoolTimeout("QueuePool limit of size 20 overflow 30 reached"),
+    ]
+    about_the_rows = [
+        _driver_error(pymysql.err.OperationalError, 4025, "CONSTRAINT `executions.params` failed"),
+        _driver_error(pymysql.err.OperationalError, 1644, "refused"),
+        _driver_error(pymysql.err.DataError, 1406, "Data too long for column 'idempotency_key'"),
+        _driver_error(pymysql.err.OperationalError, 1213, "Deadlock found when trying to get lock"),
+        ValueError("Out of range float values are not JSON compliant"),
+        IdempotencyConflict("reused"),
+    ]
+    invalidated = _driver_error(pymysql.err.OperationalError, 1927, "Connection was killed")
+    invalidated.connection_invalidated = True
+
+    assert [out_of_reach(e) for e in [*unreachable, invalidated]] == [True] * (len(unreachable) + 1)
+    assert [out_of_reach(e) for e in about_the_rows] == [False] * len(about_the_rows)
