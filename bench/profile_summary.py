@@ -29,9 +29,12 @@ IDLE = (
 )
 # The first of these found in a stack (outermost to innermost order is irrelevant) names its step.
 STEPS = [
-    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^core/store\.py:claim$")),
-    ("finish (UPDATE + event INSERT)", re.compile(r"^core/store\.py:finish$")),
-    ("heartbeat / event flush", re.compile(r"^core/store\.py:(heartbeat|record_events)$")),
+    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^core/store/lifecycle\.py:claim$")),
+    ("finish (UPDATE + event INSERT)", re.compile(r"^core/store/lifecycle\.py:finish$")),
+    (
+        "heartbeat / event flush",
+        re.compile(r"^core/store/(lifecycle\.py:heartbeat|events\.py:record_events)$"),
+    ),
     ("notify (Redis PUBLISH)", re.compile(r"^core/notify\.py")),
     ("plugin (echo)", re.compile(r"^workers/plugins/")),
     ("worker metrics / signals", re.compile(r"^workers/(metrics|app)\.py")),

@@ -1,0 +1,88 @@
+"""Every SQL statement of agentq, by aggregate. Each function is one transaction.
+
+- ``executions``: submit, read, list, cancel (what clients do);
+- ``lifecycle``: claim, heartbeat, finish (what workers do);
+- ``events``: the event log, its one writer and its readers;
+- ``schedules``, ``catalog``, ``keys``: the other tables;
+- ``maintenance``: expired leases, lost workers, purging, readiness;
+- ``_plans`` and ``_rows``: what those share (statement plans; tables, lock order, rows).
+
+Hot paths stay at a few round trips, for one execution or a chunk of many: submit (one
+multi-row INSERT per table, plus one SELECT when idempotency keys are given), claim
+(locking SELECT + UPDATE + event INSERT), finish (locking SELECT + one UPDATE, CASE on
+the id where rows differ + event INSERT).
+
+Callers use the package: ``from core import store; store.claim(...)``.
+"""
+
+from core.store.catalog import publish_catalog, read_catalog
+from core.store.events import NewEvent, read_events, record_events, status_event
+from core.store.executions import (
+    NewExecution,
+    Submitted,
+    cancel_execution,
+    count_executions_by_status,
+    create_execution_on_loop,
+    create_executions,
+    error_types,
+    get_execution,
+    get_execution_on_loop,
+    get_executions,
+    get_executions_on_loop,
+    list_executions,
+    new_id,
+)
+from core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
+from core.store.lifecycle import Finish, claim, finish, heartbeat
+from core.store.maintenance import expired_leases, fail_lost, lease_unclaimed, ping, purge_finished
+from core.store.schedules import (
+    create_schedule,
+    delete_schedule,
+    due_schedules,
+    fire,
+    get_schedule,
+    list_schedules,
+    update_schedule,
+)
+
+__all__ = [
+    "Finish",
+    "NewEvent",
+    "NewExecution",
+    "Submitted",
+    "cancel_execution",
+    "claim",
+    "count_executions_by_status",
+    "error_types",
+    "create_api_key",
+    "create_execution_on_loop",
+    "create_executions",
+    "create_schedule",
+    "delete_schedule",
+    "due_schedules",
+    "expired_leases",
+    "fail_lost",
+    "finish",
+    "fire",
+    "get_execution",
+    "get_execution_on_loop",
+    "get_executions",
+    "get_executions_on_loop",
+    "get_schedule",
+    "heartbeat",
+    "lease_unclaimed",
+    "list_api_keys",
+    "list_executions",
+    "list_schedules",
+    "new_id",
+    "owner_of_key",
+    "ping",
+    "publish_catalog",
+    "purge_finished",
+    "read_catalog",
+    "read_events",
+    "record_events",
+    "revoke_api_key",
+    "status_event",
+    "update_schedule",
+]

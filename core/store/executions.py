@@ -1,0 +1,279 @@
+"""Executions as clients see them: submit (``create_executions``), read, list, cancel.
+
+A submission is one multi-row INSERT, plus one SELECT when idempotency keys are given; a
+read is one SELECT. Both are written once, as plans (``_plans``) that a thread or the
+event loop runs.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from ulid import ULID
+
+from core.db import autocommit_scope, session_scope
+from core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
+from core.models import ADMIN_OWNER, Execution, ExecutionStatus, utcnow
+from core.settings import settings
+from core.store._plans import Plan, run, run_on_loop
+from core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
+from core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
+
+
+def new_id() -> str:
+    """A sortable id (ULID): keyset pagination orders by it."""
+    return str(ULID())
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    plugin: str
+    command: str
+    params: dict[str, Any]
+    queue: str
+    priority: int
+    timeout_s: float
+    max_retries: int
+    idempotency_key: str | None = None
+    schedule_id: str | None = None
+    slot_at: datetime | None = None
+    owner: str = ADMIN_OWNER
+
+
+@dataclass
+class Submitted:
+    execution: Execution
+    created: bool = field(default=True)
+
+
+def _same_request(row: Execution, spec: NewExecution) -> bool:
+    return (row.plugin, row.command, row.params) == (spec.plugin, spec.command, spec.params)
+
+
+def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
+    """Insert executions in one transaction; a known idempotency key returns its execution.
+
+    A concurrent submit with the same key loses the unique-key race and is answered
+    from the winner's row on the second pass.
+    """
+    try:
+        return _create_executions(specs)
+    except IntegrityError:
+        return _create_executions(specs)
+
+
+def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
+    # One row is one INSERT, atomic by itself: written in autocommit, it saves the COMMIT's
+    # round trip (a known key's SELECT before it needs none either: the unique key settles
+    # a race). More rows may go as several INSERTs (PyMySQL splits an executemany at
+    # 1 MB), which must commit together.
+    with autocommit_scope() if len(specs) == 1 else session_scope() as session:
+        return run(_creating(specs), session.connection())
+
+
+async def create_execution_on_loop(spec: NewExecution) -> Submitted:
+    """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``)."""
+    try:
+        (submitted,) = await run_on_loop(_creating([spec]))
+    except IntegrityError:
+        (submitted,) = await run_on_loop(_creating([spec]))
+    return submitted
+
+
+def _creating(specs: Sequence[NewExecution]) -> Plan[list[Submitted]]:
+    keys = {s.idempotency_key for s in specs if s.idempotency_key}
+    now = utcnow()
+    # Not claimed by then, the reaper publishes it again: a crash between the commit and
+    # the publish loses no execution.
+    publish_by = now + timedelta(seconds=settings.queued_lease_s)
+    # Keys are per owner: (owner, key) -> its execution.
+    known: dict[tuple[str, str], Execution] = {}
+    if keys:
+        owners = list({s.owner for s in specs if s.idempotency_key})
+        rows = yield _ROWS_BY_KEY, {"owners": owners, "keys": list(keys)}
+        known = {(row.owner, row.idempotency_key): detached_row(row._mapping) for row in rows}
+    out: list[Submitted] = []
+    new: list[dict[str, Any]] = []  # the columns of the rows to insert
+    for spec in specs:
+        key = spec.idempotency_key
+        if key and (spec.owner, key) in known:
+            row = known[(spec.owner, key)]
+            if not _same_request(row, spec):
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key!r} was used for a different request "
+                    f"({row.plugin}/{row.command}, execution {row.id}); use a new key."
+                )
+            out.append(Submitted(row, created=False))
+            continue
+        values = new_values(spec, now, publish_by)
+        new.append(values)
+        row = _inserted_row(values)
+        if key:
+            known[(spec.owner, key)] = row
+        out.append(Submitted(row))
+    if new:
+        yield _INSERT_EXECUTIONS, new
+    return out
+
+
+_ROWS_BY_KEY = select(EXECUTIONS).where(
+    EXECUTIONS.c.owner.in_(bindparam("owners", expanding=True)),
+    EXECUTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
+
+
+def new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[str, Any]:
+    """The columns of a new execution: inserted as they are, and the ORM row built from them."""
+    return {
+        "id": new_id(),
+        "owner": spec.owner,
+        "plugin": spec.plugin,
+        "command": spec.command,
+        "params": spec.params,
+        "queue": spec.queue,
+        "status": S.QUEUED,
+        "attempts": 0,
+        "max_retries": spec.max_retries,
+        "priority": spec.priority,
+        "timeout_s": spec.timeout_s,
+        "schedule_id": spec.schedule_id,
+        "slot_at": spec.slot_at,
+        "idempotency_key": spec.idempotency_key,
+        "created_at": now,
+        "lease_expires_at": publish_by,
+        "last_event_seq": QUEUED_SEQ,
+        "log_lines": 0,
+    }
+
+
+# The columns a new row leaves NULL.
+_NULL_WHEN_NEW = dict.fromkeys(("result", "error", "progress", "worker", "started_at", "finished_at"))
+
+
+def _inserted_row(values: dict[str, Any]) -> Execution:
+    """The ORM object of a row inserted from ``values``."""
+    return detached_row(values, **_NULL_WHEN_NEW)
+
+
+# New executions (their columns) in one multi-row INSERT: Core executemany of plain dicts,
+# no unit of work, no attribute reads. Their first event is the row itself (see
+# ``events.read_events``): nothing else to write.
+_INSERT_EXECUTIONS = insert(EXECUTIONS)
+
+
+def insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
+    """Insert rows of ``new_values`` in the session's transaction."""
+    if new:
+        session.connection().execute(_INSERT_EXECUTIONS, new)
+
+
+def get_execution(execution_id: str, owner: str) -> Execution:
+    """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
+    return _the_one(get_executions([(execution_id, owner)]))
+
+
+async def get_execution_on_loop(execution_id: str, owner: str) -> Execution:
+    """``get_execution``, awaited on the event loop (``db.async_engine``)."""
+    return _the_one(await get_executions_on_loop([(execution_id, owner)]))
+
+
+async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
+    return await run_on_loop(_reading(wanted))
+
+
+def _the_one(found: Sequence[Execution | ExecutionNotFound]) -> Execution:
+    (row,) = found
+    if isinstance(row, ExecutionNotFound):
+        raise row
+    return row
+
+
+def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
+    with autocommit_scope() as session:
+        return run(_reading(wanted), session.connection())
+
+
+_ROWS_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _reading(wanted: Sequence[tuple[str, str]]) -> Plan[list[Execution | ExecutionNotFound]]:
+    found = yield _ROWS_BY_ID, {"ids": list({i for i, _ in wanted})}
+    rows = {row.id: detached_row(row._mapping) for row in found}
+    return [
+        row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
+        for i, owner in wanted
+    ]
+
+
+def list_executions(
+    owner: str,
+    *,
+    status: ExecutionStatus | None = None,
+    plugin: str | None = None,
+    schedule_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Execution], str | None]:
+    """Newest first, by keyset on the id; returns the page and the cursor of the next one."""
+    query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    if plugin is not None:
+        query = query.where(Execution.plugin == plugin)
+    if schedule_id is not None:
+        query = query.where(Execution.schedule_id == schedule_id)
+    if cursor:
+        query = query.where(Execution.id < cursor)
+    with session_scope() as session:
+        return page(session, query, limit)
+
+
+def count_executions_by_status() -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
+    return {ExecutionStatus(status).value: int(n) for status, n in rows}
+
+
+def error_types(execution_ids: Sequence[str]) -> dict[str, str]:
+    """The ``error.type`` each execution recorded, by id (those with none are left out)."""
+    query = select(Execution.id, Execution.error).where(Execution.id.in_(list(execution_ids)))
+    with autocommit_scope() as session:
+        rows = session.execute(query).all()
+    return {i: str(error["type"]) for i, error in rows if isinstance(error, dict) and "type" in error}
+
+
+def cancel_execution(execution_id: str, owner: str) -> Execution:
+    """Cancel a queued, retrying or running execution; the row turns terminal at once.
+
+    The worker running it sees the status on its next heartbeat and stops the plugin.
+    Cancelling a cancelled execution again is a no-op; a finished one is a conflict.
+    """
+    now = utcnow()
+    error = {"type": "cancelled", "message": "Cancelled on request."}
+    with session_scope() as session:
+        cancelled = session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.owner == owner, Execution.status.in_(CANCELLABLE))
+            .values(
+                status=S.CANCELLED,
+                finished_at=now,
+                lease_expires_at=None,
+                error=error,
+                last_event_seq=advanced(1),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        row = session.get(Execution, execution_id)
+        if cancelled.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
+            append(session, [Newest(row.id, [status_event(S.CANCELLED, error=error)], row.last_event_seq)])
+    if row is None or row.owner != owner:
+        raise ExecutionNotFound(execution_id)
+    if row.status != S.CANCELLED:
+        raise NotCancellable(f"Execution {execution_id} already ended as {row.status.value}.")
+    return row

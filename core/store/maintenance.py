@@ -1,0 +1,88 @@
+"""What the reaper and the sweeper do: find expired leases, republish unclaimed rows, fail
+those whose worker died with no attempts left, purge old finished ones; and the
+readiness ping."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+
+from core.db import session_scope
+from core.models import TERMINAL, Execution, ExecutionEvent, utcnow
+from core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
+from core.store.events import Newest, advanced, append, status_event
+
+
+def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:
+    """Live executions whose lease ran out: never published, retry lost, or worker gone."""
+    query = (
+        select(Execution)
+        .where(Execution.status.in_(CANCELLABLE), Execution.lease_expires_at < now)
+        .order_by(Execution.lease_expires_at)
+        .limit(limit)
+    )
+    with session_scope() as session:
+        return list(session.scalars(query))
+
+
+def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
+    """Set when the reaper (re)publishes queued or retrying rows that no worker claimed."""
+    with session_scope() as session:
+        session.execute(
+            by_primary_key(
+                update(Execution)
+                .where(Execution.id.in_(list(execution_ids)), Execution.status.in_(CLAIMABLE))
+                .values(lease_expires_at=until)
+                .execution_options(synchronize_session=False)
+            )
+        )
+
+
+def fail_lost(execution_id: str, attempts: int, message: str) -> bool:
+    """Fail a running execution whose worker died and that has no attempts left."""
+    now = utcnow()
+    error = {"type": "WorkerLost", "message": message}
+    with session_scope() as session:
+        done = session.execute(
+            update(Execution)
+            .where(
+                Execution.id == execution_id,
+                Execution.status == S.RUNNING,
+                Execution.attempts == attempts,
+                Execution.lease_expires_at < now,
+            )
+            .values(
+                status=S.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                error=error,
+                last_event_seq=advanced(1),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        append(session, [Newest(execution_id, [status_event(S.FAILED, attempt=attempts, error=error)])])
+        return True
+
+
+def purge_finished(before: datetime, batch: int = 1000) -> int:
+    """Delete up to ``batch`` terminal executions that finished before ``before``, with their events."""
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(Execution.id)
+                .where(Execution.status.in_(list(TERMINAL)), Execution.finished_at < before)
+                .limit(batch)
+            )
+        )
+        if ids:
+            session.execute(delete(ExecutionEvent).where(ExecutionEvent.execution_id.in_(ids)))
+            session.execute(delete(Execution).where(Execution.id.in_(ids)))
+        return len(ids)
+
+
+def ping() -> None:
+    """One round trip, for readiness."""
+    with session_scope() as session:
+        session.execute(select(1))
