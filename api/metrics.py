@@ -9,7 +9,8 @@ Three sources, each correct however many API and worker processes there are:
 - read at scrape time: executions by status (the database), messages waiting per queue
   (Redis lengths of each queue's priority lists).
 - recorded by the workers into Redis (``workers/metrics.py`` writes the layout read
-  below): finished attempts by plugin and status, and their duration histogram.
+  below): finished attempts by plugin and status, their duration histogram, and the
+  seconds each plugin held a worker's event loop.
 """
 
 import logging
@@ -36,6 +37,7 @@ log = logging.getLogger("agentq.api.metrics")
 PREFIX = "agentq:metrics"
 PLUGINS_KEY = f"{PREFIX}:plugins"
 FINISHED_KEY = f"{PREFIX}:finished"
+LOOP_BLOCKED_KEY = f"{PREFIX}:loop_blocked"
 # The workers' duration buckets (workers/metrics.py BUCKETS_S): every series shows them all.
 BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # kombu's Redis transport keeps priority p of queue q in list "q" (p == 0) or "q:p".
@@ -145,7 +147,8 @@ class StateCollector(Collector):
         for plugin in plugins:
             pipe.hgetall(f"{PREFIX}:duration:{plugin}")
         pipe.hgetall(FINISHED_KEY)
-        *durations, finished = pipe.execute()
+        pipe.hgetall(LOOP_BLOCKED_KEY)
+        *durations, finished, blocked = pipe.execute()
 
         histogram = HistogramMetricFamily(
             "agentq_execution_duration_seconds",
@@ -166,6 +169,16 @@ class StateCollector(Collector):
             plugin, _, status = field.decode().rpartition("/")
             counter.add_metric([plugin, status], int(value))
         yield counter
+
+        stalls = CounterMetricFamily(
+            "agentq_worker_loop_blocked_seconds",
+            "Seconds a plugin held a worker's event loop in one go past AGENTQ_LOOP_BLOCKED_S, "
+            "holding up every other run of that worker; (none): no run was on the loop.",
+            labels=["plugin"],
+        )
+        for field, value in sorted(blocked.items()):
+            stalls.add_metric([field.decode()], float(value))
+        yield stalls
 
 
 def histogram_buckets(fields: dict[str, str]) -> tuple[list[tuple[str, float]], int, float]:

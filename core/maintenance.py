@@ -15,25 +15,30 @@ def reap(now: datetime) -> dict[str, int]:
     """Act on live executions whose lease ran out.
 
     Queued or retrying: never published, or its message was lost; publish it again
-    (a duplicate is harmless: the claim lets one delivery run). Running: its worker
-    died; publish it again so another worker reclaims it, or fail it when the lost
-    run used its last attempt, so a run that kills its worker every time ends.
+    (a duplicate is harmless: the claim lets one delivery run). Running: its worker died
+    (or lost the database for a lease); no worker holds it, so it leaves ``running``:
+    ``retrying``, published for its next attempt, or ``failed`` when the lost run was its
+    last attempt, so a run that kills its worker every time ends.
     """
     republish, failed = [], 0
     for row in store.expired_leases(now):
-        if row.status is S.RUNNING and row.attempts > row.max_retries:
-            message = f"The worker running attempt {row.attempts} was lost (its lease expired); no attempts are left."
-            if store.fail_lost(row.id, row.attempts, message):
-                notify.publish(row.id, S.FAILED)
+        if row.status is S.RUNNING:
+            lost = f"The worker running attempt {row.attempts} was lost (its lease expired)"
+            if row.attempts > row.max_retries:
+                status, message = S.FAILED, f"{lost}; no attempts are left."
+            else:
+                status, message = S.RETRYING, f"{lost}; it runs again."
+            if not store.end_lost(row.id, row.attempts, status, message):
+                continue  # renewed or ended meanwhile
+            notify.publish(row.id, status)
+            if status is S.FAILED:
                 failed += 1
-        else:
-            republish.append(row)
+                continue
+        republish.append(row)
     if republish:
         if queue.publish(republish):
             return {"republished": 0, "failed": failed}
-        unclaimed = [r.id for r in republish if r.status is not S.RUNNING]
-        if unclaimed:
-            store.lease_unclaimed(unclaimed, now + timedelta(seconds=settings.queued_lease_s))
+        store.lease_unclaimed([r.id for r in republish], now + timedelta(seconds=settings.queued_lease_s))
         log.info("reaper republished %d executions", len(republish))
     return {"republished": len(republish), "failed": failed}
 

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     retry_backoff_max_s: Annotated[float, Field(gt=0)] = 300.0
     lease_s: Annotated[float, Field(gt=0)] = 30.0
     heartbeat_s: Annotated[float, Field(gt=0)] = 0.5
+    # A worker's event loop that gets back to its timers this late (a plugin blocking it)
+    # had a stall: logged, naming the plugins on it, and counted; 0 turns the watch off.
+    loop_blocked_s: Annotated[float, Field(ge=0)] = 0.1
     # Longer than any run, so Redis rarely redelivers a live one; when it does, the
     # run's lease makes the claim skip the duplicate.
     broker_visibility_timeout_s: Annotated[float, Field(gt=0)] = MAX_TIMEOUT_S + 600

@@ -12,6 +12,7 @@ from core.errors import DatabaseUnavailable
 from core.queue import ARGS_SHOWN, RUN_EXECUTION, SUBMIT_EXECUTION, app
 from core.settings import settings
 from workers.process import registry, runtime
+from workers.runtime import ShuttingDown
 
 log = logging.getLogger("agentq.worker")
 
@@ -41,8 +42,9 @@ def run_execution(self: Task, execution_ids: list[str] | str) -> dict[str, str]:
     ids = [execution_ids] if isinstance(execution_ids, str) else execution_ids
     try:
         statuses = runtime().execute(ids, attempt=self.request.retries)
-    except DatabaseUnavailable as exc:
-        # Not acked: the broker delivers the message again once the database is back.
+    except (DatabaseUnavailable, ShuttingDown) as exc:
+        # Not acked: the broker delivers the message again, once the database is back, or
+        # to another worker.
         raise Reject(str(exc), requeue=True) from exc
     failed = [i for i, status in statuses.items() if status in FAILED]
     if failed:

@@ -1,4 +1,5 @@
-"""What a worker measures: each execution's outcome and duration, and its own memory.
+"""What a worker measures: each execution's outcome and duration, stalls of its event
+loop, and its own memory.
 
 Workers are many processes on many hosts, so they do not serve metrics themselves:
 each finished attempt adds to counters in Redis, which every API process reads and
@@ -8,6 +9,9 @@ serves on ``/metrics`` (``api/metrics.py``). The layout, under ``agentq:metrics:
 ``duration:<plugin>``  hash: ``<upper bound in s>`` or ``+Inf`` -> attempts in that bucket
                        (not cumulative), plus ``count`` and ``sum`` (seconds)
 ``finished``           hash: ``<plugin>/<status>`` -> attempts
+``loop_blocked``       hash: ``<plugin>`` -> seconds the plugin held its worker's event
+                       loop in stalls past ``AGENTQ_LOOP_BLOCKED_S`` (``(none)``: no run
+                       was on the loop)
 
 The runtime reports the attempts it records together, in one pipeline.
 """
@@ -17,7 +21,7 @@ import os
 import resource
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -28,6 +32,8 @@ from core.settings import settings
 PREFIX = "agentq:metrics"
 PLUGINS_KEY = f"{PREFIX}:plugins"
 FINISHED_KEY = f"{PREFIX}:finished"
+LOOP_BLOCKED_KEY = f"{PREFIX}:loop_blocked"
+NO_PLUGIN = "(none)"
 # From a 10 ms echo to an hour-long run (timeout_s is at most 3600).
 BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -111,6 +117,21 @@ def record(attempts: Sequence[Finished], client: redis.Redis | None = None) -> N
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("execution metrics not recorded: %s", exc)
+
+
+def loop_blocked(seconds: Mapping[str, float], client: redis.Redis | None = None) -> None:
+    """Add to each plugin's seconds of holding the event loop; never fails the caller."""
+    if client is None:
+        if not settings.redis_url:
+            return
+        client = _client()
+    try:
+        pipe = client.pipeline(transaction=False)
+        for plugin, blocked_s in seconds.items():
+            pipe.hincrbyfloat(LOOP_BLOCKED_KEY, plugin, blocked_s)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("event loop stall not recorded: %s", exc)
 
 
 # -- memory ------------------------------------------------------------------------

@@ -1,13 +1,20 @@
 """Runs executions inside a worker process: claim, run the plugin, record the outcome.
 
-A message carries one or many executions (a chunk of a batch). One claimer thread
-claims them, with those of the messages that arrived meanwhile, in one transaction; they
-run side by side: every async command on the process's one event loop, so a single
-worker process holds many I/O-bound executions at once; sync commands on a thread pool
-(a lone one on the Celery pool thread that delivered it). As runs end, one recorder
-thread writes their outcomes, those that ended together in one transaction; the message
-is acked once all of its outcomes are written. The loop also drives the timers
-(timeouts), the heartbeat (lease renewal, cancellation checks) and progress flushing.
+A message carries one or many executions (a chunk of a batch). They run side by side:
+every async command on the process's one event loop, so a single worker process holds
+many I/O-bound executions at once; sync commands on a thread pool (a lone one on the
+Celery pool thread that delivered it). The message is acked once all of its outcomes are
+written. Besides the Celery pool's threads, each thread has one role:
+
+- ``agentq-loop`` runs the event loop: async commands and their timeouts.
+- ``agentq-sync-*`` run the sync commands of many-execution messages.
+- ``agentq-claimer`` claims executions, those of messages that arrived together in one
+  transaction; ``agentq-recorder`` writes outcomes, those that ended together in one.
+- ``agentq-heartbeat`` keeps the leases of every run the process holds, whatever plugins
+  do to the loop: it renews them, stops runs cancelled or taken over, writes progress and
+  log lines, ends runs the loop cannot time out, and hands runs back at shutdown.
+- ``agentq-watchdog`` notices a plugin blocking the loop, and names it
+  (``workers/watchdog.py``).
 
 Stopping a command (timeout, cancel, shutdown) is cooperative first (``ctx.cancelled``,
 ``ctx.sleep``), then forced: an async command's task is cancelled; a sync command gets
@@ -17,6 +24,9 @@ cannot be interrupted; its row is finished anyway after ``stop_grace_s``.
 Database writes ride out an outage: they are retried for ``db_retry_s``. A claim that
 still fails hands the message back to the broker; an outcome that cannot be written is
 left to the lease, so the reaper runs the execution again.
+
+An execution runs at most ``max_retries + 1`` times: a retry, a hand-back or a lost
+worker that would take it past that fails it instead.
 """
 
 import asyncio
@@ -27,6 +37,7 @@ import logging
 import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -45,6 +56,7 @@ from core.settings import settings
 from workers import metrics
 from workers.plugins.base import Context, Interrupted
 from workers.plugins.registry import Registry
+from workers.watchdog import LoopWatchdog
 
 S = ExecutionStatus
 T = TypeVar("T")
@@ -59,6 +71,11 @@ CLAIM_GROUP_MAX = 1000
 
 
 Ran = tuple[ExecutionStatus, Any, BaseException | None]  # how a command ended: status, value, error
+Key = tuple[str, int]  # an attempt: execution id and attempt number
+
+
+class ShuttingDown(Exception):
+    """The worker is handing its runs back: a message is not claimed, it goes back to the broker."""
 
 
 @dataclass(frozen=True)
@@ -201,13 +218,13 @@ class Attempt:
                 self._sync_thread = None
                 _raise_in_thread(tid, None)
 
-    async def run_async(self, awaitable: Awaitable[Any]) -> Any:
+    async def run_async(self, call: Callable[[], Awaitable[Any]]) -> Any:
         with self._lock:
             if self.stop_reason is not None:
                 raise Interrupted(self.stop_reason)
             self._task = asyncio.current_task()
         try:
-            return await awaitable
+            return await call()  # made here: a run stopped before it starts leaves no coroutine unawaited
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise
@@ -223,7 +240,8 @@ class Runtime:
         self.registry = registry
         self.worker = worker
         self.loop = asyncio.new_event_loop()
-        self._running: dict[str, Attempt] = {}
+        # Every run the process holds, from its claim until its outcome is written.
+        self._running: dict[Key, Attempt] = {}
         # Sync commands of a many-execution message run here, side by side.
         self._sync_threads = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="agentq-sync")
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
@@ -234,11 +252,25 @@ class Runtime:
         )
         self._recorder = GroupingThread("agentq-recorder", self._record, RECORD_GROUP_MAX)
         self._last_renewal = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The loop's tasks and their runs (a task only the loop knows of may be collected).
+        self._tasks: dict[asyncio.Task[None], Attempt] = {}
+        self._stopping = threading.Event()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat, name="agentq-heartbeat", daemon=True
+        )
+        self._watchdog = (
+            LoopWatchdog(self.loop, settings.loop_blocked_s, self._on_loop, _report_blocked)
+            if settings.loop_blocked_s > 0
+            else None
+        )
+        self._hand_back_at: float | None = None  # set by drain
+        self._handing_back = False
 
     def start(self) -> None:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._heartbeat(), self.loop)
+        self._heartbeat_thread.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
         # Start the sync threads now: started on demand, in the middle of a burst, each
         # start waits for the GIL.
         started = threading.Barrier(settings.worker_concurrency + 1)
@@ -247,6 +279,9 @@ class Runtime:
         started.wait()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     def _serve(self) -> None:
@@ -260,17 +295,25 @@ class Runtime:
         their outcomes as they end, those ending together in one transaction. Returns each
         execution's recorded status (``skipped``: another delivery had it).
 
-        Raises ``DatabaseUnavailable`` when the claim cannot reach the database.
+        Raises ``DatabaseUnavailable`` when the claim cannot reach the database, and
+        ``ShuttingDown`` once the worker hands its runs back.
         """
+        if self._handing_back:
+            raise ShuttingDown("The worker is shutting down; another one runs these executions.")
         rows = self._claimer.submit((execution_ids, attempt)).result()
         statuses = dict.fromkeys(execution_ids, "skipped")
         if len(rows) < len(statuses):
             skipped = statuses.keys() - {row.id for row in rows}
             log.info("skip %s: already claimed or finished", " ".join(sorted(skipped)))
-        if not rows:
+        runs = [Attempt(row, self) for row in rows if row.status is S.RUNNING]
+        if len(runs) < len(rows):  # out of attempts: the claim failed them
+            statuses.update((row.id, row.status.value) for row in rows if row.status is not S.RUNNING)
+        if not runs:
             return statuses
-        runs = [Attempt(row, self) for row in rows]
-        self._running.update((run.id, run) for run in runs)
+        self._running.update(((run.id, run.number), run) for run in runs)
+        if self._handing_back:  # a hand-back began meanwhile: its flag is set before it looks
+            for run in runs:
+                run.interrupt(HAND_BACK)
         commands = [(run, command) for run in runs if (command := self._command(run)) is not None]
         # One hop to the loop for the whole message: the timers, and the async commands.
         on_loop = [(run, call) for run, (call, is_async) in commands if is_async]
@@ -286,13 +329,17 @@ class Runtime:
         finally:
             self.loop.call_soon_threadsafe(_cancel_timers, runs)
             for run in runs:
-                self._running.pop(run.id, None)
+                self._running.pop((run.id, run.number), None)
         return statuses
 
     def _claim(self, messages: list[tuple[list[str], int]]) -> list[list[Execution]]:
         """The claimer thread: claim the executions of messages (ids, attempt) together."""
         claimed = with_db_retry(store.claim, messages, self.worker, settings.lease_s)
-        notify.publish_many((row.id, S.RUNNING) for rows in claimed for row in rows)
+        notify.publish_many((row.id, row.status) for rows in claimed for row in rows)
+        for row in (row for rows in claimed for row in rows if row.status is not S.RUNNING):
+            log.warning(
+                "%s failed: attempt %d would exceed max_retries=%d", row.id, row.attempts + 1, row.max_retries
+            )
         return claimed
 
     def _command(self, run: Attempt) -> tuple[Callable[[], Any], bool] | None:
@@ -324,20 +371,26 @@ class Runtime:
         except BaseException as exc:
             return self._ran(run, self._ended(run, exc))
         if inspect.isawaitable(value):
-            self.loop.call_soon_threadsafe(self._create_task, run, lambda: value)
+            self.loop.call_soon_threadsafe(self._create_task, run, lambda: value, value)
         else:
             self._ran(run, (S.SUCCEEDED, value, None))
 
-    def _create_task(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> None:
-        task = self.loop.create_task(self._run_async(run, call))
-        self._tasks.add(task)  # a task only the loop knows of may be collected
-        task.add_done_callback(self._tasks.discard)
+    def _create_task(
+        self, run: Attempt, call: Callable[[], Awaitable[Any]], made: Awaitable[Any] | None = None
+    ) -> None:
+        task = self.loop.create_task(self._run_async(run, call, made))
+        self._tasks[task] = run
+        task.add_done_callback(self._tasks.pop)
 
-    async def _run_async(self, run: Attempt, call: Callable[[], Awaitable[Any]]) -> None:
+    async def _run_async(
+        self, run: Attempt, call: Callable[[], Awaitable[Any]], made: Awaitable[Any] | None
+    ) -> None:
         try:
-            ran: Ran = S.SUCCEEDED, await run.run_async(call()), None
+            ran: Ran = S.SUCCEEDED, await run.run_async(call), None
         except BaseException as exc:
             ran = self._ended(run, exc)
+        if inspect.iscoroutine(made):
+            made.close()  # a no-op if it ran; else no "never awaited" warning
         self._ran(run, ran)
 
     @staticmethod
@@ -354,6 +407,8 @@ class Runtime:
         runs again; returns each one's recorded status."""
         recordings = [(run, self._recording(run, *ran)) for run, ran in ended]
         statuses = self._write(recordings)
+        for run, _ in ended:  # its lease is no longer this process's to keep
+            self._running.pop((run.id, run.number), None)
         again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
         handed_back = [run.row for run, r in again if r.hand_back]
         queue.publish(handed_back)  # their attempts are the retry count the claim expects
@@ -390,7 +445,14 @@ class Runtime:
         if status is S.CANCELLED:
             return Recording(None)  # the row was changed by whoever cancelled (or reclaimed) it
         if status is S.RETRYING and exc is None:
-            # The worker is stopping: give the run back so another worker starts it again.
+            # The worker is stopping: give the run back so another worker starts it again,
+            # unless that would be one run more than max_retries allows.
+            if row.attempts > row.max_retries:
+                message = (
+                    f"The worker shut down during attempt {row.attempts}, the last one "
+                    f"max_retries={row.max_retries} allows; it does not run again."
+                )
+                return Recording(done(S.FAILED, error=failure("handed_back", message)))
             error = failure("handed_back", "The worker shut down during this run; it runs again.")
             lease = utcnow() + timedelta(seconds=settings.queued_lease_s)
             return Recording(done(S.RETRYING, error=error, lease_expires_at=lease), hand_back=True)
@@ -439,23 +501,30 @@ class Runtime:
         }
 
     def drain(self) -> None:
-        """The worker is shutting down: runs still going after the grace period are handed back."""
+        """The worker is shutting down: runs still going after the grace period are handed
+        back (by the heartbeat thread, which a blocked loop does not hold up)."""
         log.info(
             "draining: %d running, handing back after %gs", len(self._running), settings.shutdown_grace_s
         )
-        self.loop.call_soon_threadsafe(self.loop.call_later, settings.shutdown_grace_s, self._hand_back_all)
+        self._hand_back_at = time.monotonic() + settings.shutdown_grace_s
 
     def _hand_back_all(self) -> None:
+        # The flag first: a message claimed after this snapshot sees it (``execute``).
+        self._handing_back = True
         for run in list(self._running.values()):
             run.interrupt(HAND_BACK)
 
-    # -- timers and heartbeat ------------------------------------------------------
+    # -- heartbeat and watchdog ------------------------------------------------------
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(settings.heartbeat_s)
+    def _heartbeat(self) -> None:
+        """The heartbeat thread. A lease is renewed at least three times in its life."""
+        period_s = min(settings.heartbeat_s, settings.lease_s / 3)
+        while not self._stopping.wait(period_s):
+            if self._hand_back_at is not None and time.monotonic() >= self._hand_back_at:
+                self._hand_back_at = None
+                self._hand_back_all()
             try:
-                await self.loop.run_in_executor(None, self._beat)
+                self._beat()
             except Exception:  # the database may be down; try again next beat
                 log.exception("heartbeat failed")
 
@@ -463,20 +532,18 @@ class Runtime:
         runs = dict(self._running)
         if not runs:
             return
-        self._record_events(runs)
         now = time.monotonic()
         # Renew every third of a lease, and at once after a failed beat (a database outage).
         renew = now - self._last_renewal >= settings.lease_s / 3
-        stopped = store.heartbeat(
-            {r.id: r.number for r in runs.values()}, settings.lease_s if renew else None
-        )
+        stopped = store.heartbeat(list(runs), self.worker, settings.lease_s if renew else None)
         if renew:
             self._last_renewal = now
-        for execution_id in stopped:
-            runs[execution_id].interrupt("cancelled")
+        for key in stopped:
+            runs[key].interrupt("cancelled")
+        self._record_events(runs)
         self._finish_stuck(runs)
 
-    def _record_events(self, runs: dict[str, Attempt]) -> None:
+    def _record_events(self, runs: dict[Key, Attempt]) -> None:
         """Write the progress and log lines of running attempts, in one transaction."""
         # A run whose outcome is being written takes its events along itself.
         held = [run for run in runs.values() if run.flushing.acquire(blocking=False)]
@@ -496,19 +563,71 @@ class Runtime:
         for execution_id in recorded:
             notify.publish(execution_id, "events")
 
-    def _finish_stuck(self, runs: dict[str, Attempt]) -> None:
-        """A timed-out sync command stuck in C code: record the timeout without it."""
+    def _finish_stuck(self, runs: dict[Key, Attempt]) -> None:
+        """A timed-out command that does not stop (a sync one stuck in C code, or an async
+        one on a loop that some plugin blocks): record the timeout without it."""
+        now = time.monotonic()
         for run in runs.values():
-            if run.stop_reason != "timed_out" or run.recorded:
+            if run.recorded or now - run.started <= run.row.timeout_s:
                 continue
-            if time.monotonic() - run.started > run.row.timeout_s + settings.stop_grace_s:
+            if run.stop_reason is None:  # its timer is on the blocked loop
+                run.interrupt("timed_out")
+            elif (
+                run.stop_reason == "timed_out"
+                and now - run.started > run.row.timeout_s + settings.stop_grace_s
+            ):
                 message = f"The execution exceeded timeout_s={run.row.timeout_s:g} and did not stop."
                 finish = store.Finish(run.id, run.number, S.TIMED_OUT, error=failure("timed_out", message))
                 self._write([(run, Recording(finish))])
 
+    def _on_loop(self) -> Attempt | None:
+        """The run whose task the loop is running now, if any (read from another thread)."""
+        task = asyncio.current_task(self.loop)
+        return None if task is None else self._tasks.get(task)
+
 
 def failure(kind: str, message: str) -> dict[str, Any]:
     return {"type": kind, "message": message}
+
+
+def _report_blocked(blocked_s: float, by_run: dict[Attempt | None, float]) -> None:
+    """A stall of the event loop is over: warn once, naming the commands that held the loop
+    (a run of ``None``: none was on it), and add each plugin's share to its count."""
+    runs: dict[tuple[str, str], list[Attempt | None]] = defaultdict(list)
+    shares: dict[tuple[str, str], float] = defaultdict(float)
+    for run, share_s in by_run.items():
+        key = (metrics.NO_PLUGIN, "") if run is None else (run.row.plugin, run.row.command)
+        runs[key].append(run)
+        shares[key] += share_s
+    ranked = sorted(shares, key=shares.__getitem__, reverse=True)
+    named = [_holders(key, runs[key], shares[key] if len(ranked) > 1 else None) for key in ranked[:3]]
+    if len(ranked) > 3:
+        named.append(f"{len(ranked) - 3} more")
+    plugin, command = ranked[0]
+    log.warning(
+        "event loop held for %.2fs by %s",
+        blocked_s,
+        ", ".join(named),
+        extra={"blocked_ms": round(blocked_s * 1000)}
+        | ({"plugin": plugin, "command": command} if command else {}),
+    )
+    by_plugin: dict[str, float] = defaultdict(float)
+    for (plugin, _), share_s in shares.items():
+        by_plugin[plugin] += share_s
+    metrics.loop_blocked(by_plugin)
+
+
+def _holders(key: tuple[str, str], runs: list[Attempt | None], share_s: float | None) -> str:
+    plugin, command = key
+    if not command:
+        named = "no run"
+    elif len(runs) > 1:
+        named = f"plugin {plugin} command {command} ({len(runs)} runs)"
+    else:
+        run = runs[0]
+        assert run is not None
+        named = f"plugin {plugin} command {command} (execution {run.id}, attempt {run.number})"
+    return named if share_s is None else f"{named} {share_s:.2f}s"
 
 
 def _cancel_timers(runs: list[Attempt]) -> None:

@@ -34,7 +34,7 @@ from core.store.executions import (
 )
 from core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
 from core.store.lifecycle import Finish, claim, finish, heartbeat
-from core.store.maintenance import expired_leases, fail_lost, lease_unclaimed, ping, purge_finished
+from core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from core.store.schedules import (
     create_schedule,
     delete_schedule,
@@ -61,7 +61,7 @@ __all__ = [
     "delete_schedule",
     "due_schedules",
     "expired_leases",
-    "fail_lost",
+    "end_lost",
     "finish",
     "fire",
     "get_execution",

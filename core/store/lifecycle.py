@@ -7,12 +7,13 @@ the events.
 """
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
@@ -39,13 +40,8 @@ _CLAIMABLE_ROWS = by_primary_key(
     select(*_CLAIMED_COLUMNS)
     .where(
         Execution.id.in_(bindparam("ids", expanding=True)),
-        or_(
-            and_(
-                Execution.status.in_(CLAIMABLE),
-                Execution.attempts.in_(bindparam("attempts", expanding=True)),
-            ),
-            and_(Execution.status == S.RUNNING, Execution.lease_expires_at < bindparam("now")),
-        ),
+        Execution.status.in_(CLAIMABLE),
+        Execution.attempts.in_(bindparam("attempts", expanding=True)),
     )
     .order_by(Execution.id)
     .with_for_update()
@@ -73,62 +69,107 @@ def claim(
     messages: Sequence[tuple[Sequence[str], int]], worker: str, lease_s: float
 ) -> list[list[Execution]]:
     """Take the executions of messages, each ``(ids, attempt)``, in one transaction; returns
-    the rows each message took, with the columns a worker reads (``_CLAIMED_COLUMNS``).
-    Those another delivery (or an earlier message of the same call) already took are left
-    out.
+    the rows each message took, with the columns a worker reads (``_CLAIMED_COLUMNS``):
+    running, or failed when no attempt was left (``max_retries + 1`` made already). Those
+    another delivery (or an earlier message of the same call) already took are left out.
 
-    Claimable: queued/retrying at exactly the message's attempt count (so a duplicate
-    message finds attempts already moved on), or running under a lease that has expired
-    (its worker died; the lost run counts as an attempt). The rows are locked as they are
-    read, so the UPDATE changes exactly the rows returned.
+    Claimable: queued or retrying at exactly the message's attempt count, so a duplicate
+    or stale message finds attempts already moved on. A running row is never taken, not
+    even one whose lease expired: the reaper decides about those (``end_lost``). The rows
+    are locked as they are read, so the UPDATE changes exactly the rows returned.
     """
     now = utcnow()
     with session_scope() as session:
         wanted = {
             "ids": list({i for ids, _ in messages for i in ids}),
             "attempts": list({attempt for _, attempt in messages}),
-            "now": now,
         }
         found = {row.id: row for row in session.connection().execute(_CLAIMABLE_ROWS, wanted)}
         taken = [
-            [
-                found.pop(i)
-                for i in dict.fromkeys(ids)
-                if i in found and (found[i].status is S.RUNNING or found[i].attempts == attempt)
-            ]
+            [found.pop(i) for i in dict.fromkeys(ids) if i in found and found[i].attempts == attempt]
             for ids, attempt in messages
         ]
-        ids = [row.id for message_rows in taken for row in message_rows]
-        if not ids:
-            return [[] for _ in messages]
-        lease_expires_at = now + timedelta(seconds=lease_s)
-        session.execute(
-            _START_RUNNING, {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at}
-        )
-        append(session, rows_status=RowsStatus(_RUNNING_EVENTS, ids, now, {"worker": worker}))
+        ids: list[str] = []
+        exhausted: set[str] = set()  # out of attempts (left so by an older worker): failed, not run
+        for row in (row for message_rows in taken for row in message_rows):
+            if row.attempts <= row.max_retries:
+                ids.append(row.id)
+                continue
+            exhausted.add(row.id)
+            message = (
+                f"Attempt {row.attempts + 1} would exceed max_retries={row.max_retries}; "
+                "the execution is failed instead of run again."
+            )
+            end_attempt(
+                session, row.id, S.FAILED, {"type": "RetriesExhausted", "message": message}, row.attempts, now
+            )
+        if ids:
+            lease_expires_at = now + timedelta(seconds=lease_s)
+            session.execute(
+                _START_RUNNING,
+                {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at},
+            )
+            append(session, rows_status=RowsStatus(_RUNNING_EVENTS, ids, now, {"worker": worker}))
     # The rows as the UPDATE left them; only the claimed columns are set.
     return [
         [
-            detached_row(zip(_CLAIMED_KEYS, row, strict=True), status=S.RUNNING, attempts=row.attempts + 1)
+            detached_row(zip(_CLAIMED_KEYS, row, strict=True), status=S.FAILED)
+            if row.id in exhausted
+            else detached_row(
+                zip(_CLAIMED_KEYS, row, strict=True), status=S.RUNNING, attempts=row.attempts + 1
+            )
             for row in message_rows
         ]
         for message_rows in taken
     ]
 
 
-def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:
-    """Renew the leases of running attempts (when ``lease_s``) and return those to stop.
+def end_attempt(
+    session: Session,
+    execution_id: str,
+    status: ExecutionStatus,
+    error: dict[str, Any],
+    attempts: int,
+    now: datetime,
+    *conditions: Any,
+) -> bool:
+    """Set an execution at ``attempts`` (and ``conditions``) to ``status`` (failed, or
+    retrying under an expired lease) with ``error``, and log it; False if no row matched."""
+    done = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.attempts == attempts, *conditions)
+        .values(
+            status=status,
+            finished_at=now if status in TERMINAL else None,
+            lease_expires_at=None if status in TERMINAL else now,
+            error=error,
+            last_event_seq=advanced(1),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    append(session, [Newest(execution_id, [status_event(status, attempt=attempts, error=error)])])
+    return True
+
+
+def heartbeat(
+    running: Collection[tuple[str, int]], worker: str, lease_s: float | None
+) -> set[tuple[str, int]]:
+    """Renew the leases of ``worker``'s running attempts, each ``(id, attempt)`` (when
+    ``lease_s``), and return those to stop.
 
     An attempt must stop when its row is no longer running at that attempt: cancelled,
-    or reclaimed by another worker after this one lost its lease.
+    or given to another attempt after this one lost its lease. Only rows ``worker``
+    claimed are renewed: a run that lost its row never keeps another worker's alive.
     """
-    ids = list(running)
+    ids = list({i for i, _ in running})
     with session_scope() as session:
         if lease_s is not None:
             session.execute(
                 by_primary_key(
                     update(Execution)
-                    .where(Execution.id.in_(ids), Execution.status == S.RUNNING)
+                    .where(Execution.id.in_(ids), Execution.status == S.RUNNING, Execution.worker == worker)
                     .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
                     .execution_options(synchronize_session=False)
                 )
@@ -137,7 +178,7 @@ def heartbeat(running: dict[str, int], lease_s: float | None) -> set[str]:
             select(Execution.id, Execution.status, Execution.attempts).where(Execution.id.in_(ids))
         ).all()
     current = {row.id: (row.status, row.attempts) for row in rows}
-    return {i for i, attempt in running.items() if current.get(i) != (S.RUNNING, attempt)}
+    return {(i, attempt) for i, attempt in running if current.get(i) != (S.RUNNING, attempt)}
 
 
 @dataclass(frozen=True)

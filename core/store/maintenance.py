@@ -1,5 +1,5 @@
 """What the reaper and the sweeper do: find expired leases, republish unclaimed rows, fail
-those whose worker died with no attempts left, purge old finished ones; and the
+end the runs whose worker died, purge old finished ones; and the
 readiness ping."""
 
 from collections.abc import Iterable
@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 
 from core.db import session_scope
-from core.models import TERMINAL, Execution, ExecutionEvent, utcnow
+from core.models import TERMINAL, Execution, ExecutionEvent, ExecutionStatus, utcnow
 from core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
-from core.store.events import Newest, advanced, append, status_event
+from core.store.lifecycle import end_attempt
 
 
 def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:
@@ -38,32 +38,23 @@ def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
         )
 
 
-def fail_lost(execution_id: str, attempts: int, message: str) -> bool:
-    """Fail a running execution whose worker died and that has no attempts left."""
+def end_lost(execution_id: str, attempts: int, status: ExecutionStatus, message: str) -> bool:
+    """End a running attempt whose lease expired (its worker died, or lost the database):
+    ``retrying`` to run it again, its lease still expired until the caller publishes it
+    (``lease_unclaimed``), or ``failed`` when it has no attempts left. False when the row
+    moved on meanwhile (its worker renewed the lease, or the run ended)."""
     now = utcnow()
-    error = {"type": "WorkerLost", "message": message}
     with session_scope() as session:
-        done = session.execute(
-            update(Execution)
-            .where(
-                Execution.id == execution_id,
-                Execution.status == S.RUNNING,
-                Execution.attempts == attempts,
-                Execution.lease_expires_at < now,
-            )
-            .values(
-                status=S.FAILED,
-                finished_at=now,
-                lease_expires_at=None,
-                error=error,
-                last_event_seq=advanced(1),
-            )
-            .execution_options(synchronize_session=False)
+        return end_attempt(
+            session,
+            execution_id,
+            status,
+            {"type": "WorkerLost", "message": message},
+            attempts,
+            now,
+            Execution.status == S.RUNNING,
+            Execution.lease_expires_at < now,
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        append(session, [Newest(execution_id, [status_event(S.FAILED, attempt=attempts, error=error)])])
-        return True
 
 
 def purge_finished(before: datetime, batch: int = 1000) -> int:

@@ -181,7 +181,7 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
 
     event.listen(engine(), "before_cursor_execute", explain)
     try:
-        store.heartbeat(dict.fromkeys(running, 1), lease_s=60)
+        store.heartbeat([(i, 1) for i in running], "w1", lease_s=60)
         store.lease_unclaimed(queued, utcnow() + timedelta(seconds=60))
         store.claim([(queued, 0)], "w1", lease_s=60)
     finally:

@@ -1,6 +1,9 @@
-"""Stopping commands: cooperative through ctx, forced in threads, backoff bounds."""
+"""Stopping commands: cooperative through ctx, forced in threads, backoff bounds; hand-backs
+and stalls of the loop."""
 
+import asyncio
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -10,9 +13,11 @@ from typing import Any
 import pytest
 
 from core.models import EventKind
+from core.models import ExecutionStatus as S
 from core.settings import settings
-from workers import runtime
+from workers import metrics, runtime
 from workers.plugins.base import Context, Interrupted
+from workers.plugins.registry import Registry
 from workers.runtime import Attempt, backoff_s
 
 
@@ -181,3 +186,102 @@ def test_events_put_back_after_a_failed_write_go_first() -> None:
 
     assert [data["message"] for _, data in buffered(attempt)] == ["one", "two"]
     assert all(e.kind is EventKind.LOG for e in taken)
+
+
+def test_an_async_command_stopped_before_it_starts_is_never_called() -> None:
+    attempt = make_attempt()
+    attempt.interrupt(runtime.HAND_BACK)
+    calls = []
+
+    async def command() -> None:
+        calls.append("ran")
+
+    def call() -> Any:
+        calls.append("called")
+        return command()
+
+    with pytest.raises(Interrupted):
+        asyncio.run(attempt.run_async(call))
+
+    assert calls == []  # not even its coroutine was made, so none is left unawaited
+
+
+def make_runtime() -> runtime.Runtime:
+    return runtime.Runtime(Registry(), worker="test:1")
+
+
+def held(attempts: int, max_retries: int, timeout_s: float = 60) -> Attempt:
+    row = SimpleNamespace(
+        id="01TEST", attempts=attempts, max_retries=max_retries, log_lines=0, timeout_s=timeout_s
+    )
+    return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+
+
+def test_a_run_handed_back_runs_again_while_attempts_are_left() -> None:
+    recording = make_runtime()._recording(held(2, max_retries=2), S.RETRYING, None, None)
+
+    assert recording.hand_back
+    assert recording.finish is not None and recording.finish.status is S.RETRYING
+
+
+def test_a_run_handed_back_on_its_last_attempt_fails() -> None:
+    recording = make_runtime()._recording(held(3, max_retries=2), S.RETRYING, None, None)
+
+    assert not recording.hand_back and recording.retry_in_s is None
+    assert recording.finish is not None and recording.finish.status is S.FAILED
+    assert recording.finish.error is not None
+    assert recording.finish.error["type"] == "handed_back"
+    assert "attempt 3, the last one max_retries=2 allows" in recording.finish.error["message"]
+
+
+def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop() -> None:
+    late, on_time = held(1, 0, timeout_s=0.01), held(1, 0, timeout_s=60)
+    time.sleep(0.05)
+
+    make_runtime()._finish_stuck({("late", 1): late, ("on-time", 1): on_time})
+
+    assert late.stop_reason == "timed_out" and late.ctx.cancelled
+    assert on_time.stop_reason is None
+
+
+def fake_run(execution_id: str, plugin: str, command: str) -> Attempt:
+    row = SimpleNamespace(id=execution_id, attempts=1, log_lines=0, plugin=plugin, command=command)
+    return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+
+
+def test_a_stall_is_logged_once_naming_the_command_and_counted_per_plugin(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    counted: list[dict[str, float]] = []
+    monkeypatch.setattr(metrics, "loop_blocked", lambda seconds: counted.append(dict(seconds)))
+    hog = fake_run("01HOG", "hog", "block")
+
+    with caplog.at_level(logging.WARNING, logger="agentq.runtime"):
+        runtime._report_blocked(3.0, {hog: 3.0})
+
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "event loop held for 3.00s by plugin hog command block (execution 01HOG, attempt 1)"
+    )
+    assert (record.plugin, record.command, record.blocked_ms) == ("hog", "block", 3000)  # type: ignore[attr-defined]
+    assert counted == [{"hog": 3.0}]
+
+
+def test_a_stall_shared_by_many_runs_names_each_command_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    counted: list[dict[str, float]] = []
+    monkeypatch.setattr(metrics, "loop_blocked", lambda seconds: counted.append(dict(seconds)))
+    runs = {fake_run(f"01HOG{i}", "hog", "block"): 0.5 for i in range(3)}
+    runs[fake_run("01GET", "http", "get")] = 0.25
+    runs[None] = 0.25
+
+    with caplog.at_level(logging.WARNING, logger="agentq.runtime"):
+        runtime._report_blocked(2.0, runs)  # type: ignore[arg-type]
+
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "event loop held for 2.00s by plugin hog command block (3 runs) 1.50s, "
+        "plugin http command get (execution 01GET, attempt 1) 0.25s, no run 0.25s"
+    )
+    assert counted == [{"hog": 1.5, "http": 0.25, metrics.NO_PLUGIN: 0.25}]
