@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -206,8 +207,12 @@ def test_an_async_command_stopped_before_it_starts_is_never_called() -> None:
     assert calls == []  # not even its coroutine was made, so none is left unawaited
 
 
-def make_runtime() -> runtime.Runtime:
-    return runtime.Runtime(Registry(), worker="test:1")
+@pytest.fixture
+def idle_runtime() -> Iterator[runtime.Runtime]:
+    """A runtime not started: its methods, without its threads."""
+    made = runtime.Runtime(Registry(), worker="test:1")
+    yield made
+    made.loop.close()
 
 
 def held(attempts: int, max_retries: int, timeout_s: float = 60) -> Attempt:
@@ -217,15 +222,15 @@ def held(attempts: int, max_retries: int, timeout_s: float = 60) -> Attempt:
     return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
 
 
-def test_a_run_handed_back_runs_again_while_attempts_are_left() -> None:
-    recording = make_runtime()._recording(held(2, max_retries=2), S.RETRYING, None, None)
+def test_a_run_handed_back_runs_again_while_attempts_are_left(idle_runtime: runtime.Runtime) -> None:
+    recording = idle_runtime._recording(held(2, max_retries=2), S.RETRYING, None, None)
 
     assert recording.hand_back
     assert recording.finish is not None and recording.finish.status is S.RETRYING
 
 
-def test_a_run_handed_back_on_its_last_attempt_fails() -> None:
-    recording = make_runtime()._recording(held(3, max_retries=2), S.RETRYING, None, None)
+def test_a_run_handed_back_on_its_last_attempt_fails(idle_runtime: runtime.Runtime) -> None:
+    recording = idle_runtime._recording(held(3, max_retries=2), S.RETRYING, None, None)
 
     assert not recording.hand_back and recording.retry_in_s is None
     assert recording.finish is not None and recording.finish.status is S.FAILED
@@ -234,11 +239,13 @@ def test_a_run_handed_back_on_its_last_attempt_fails() -> None:
     assert "attempt 3, the last one max_retries=2 allows" in recording.finish.error["message"]
 
 
-def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop() -> None:
+def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop(
+    idle_runtime: runtime.Runtime,
+) -> None:
     late, on_time = held(1, 0, timeout_s=0.01), held(1, 0, timeout_s=60)
     time.sleep(0.05)
 
-    make_runtime()._finish_stuck({("late", 1): late, ("on-time", 1): on_time})
+    idle_runtime._finish_stuck({("late", 1): late, ("on-time", 1): on_time})
 
     assert late.stop_reason == "timed_out" and late.ctx.cancelled
     assert on_time.stop_reason is None
