@@ -5,6 +5,7 @@ between uses. Writers that share rows lock them through the primary key, in id o
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -128,32 +129,75 @@ def via(request: pytest.FixtureRequest, database: str) -> Iterator[Via]:
         runner.run(db.dispose_async_engine())
 
 
-def _statement_counts(
-    observer: pymysql.connections.Connection,
-    names: tuple[str, ...] = ("Com_select", "Com_commit", "Com_rollback"),
-) -> dict[str, int]:
+@pytest.fixture
+def query_log(observer: pymysql.connections.Connection) -> Iterator["QueryLog"]:
+    """The server's general log, on for the test: statements are counted per connection, so
+    other clients of the shared server (a stack's worker, another test run) do not count."""
     with observer.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN %s", (names,))
-        return {name: int(count) for name, count in cur.fetchall()}
+        cur.execute("SELECT @@global.general_log, @@global.log_output")
+        was_on, output = cur.fetchone()
+        cur.execute("SET GLOBAL log_output = 'TABLE'")
+        cur.execute("TRUNCATE mysql.general_log")
+        cur.execute("SET GLOBAL general_log = 1")
+    try:
+        yield QueryLog(observer)
+    finally:
+        with observer.cursor() as cur:
+            cur.execute("SET GLOBAL general_log = %s", (was_on,))
+            cur.execute("SET GLOBAL log_output = %s", (output,))
+
+
+class QueryLog:
+    def __init__(self, observer: pymysql.connections.Connection) -> None:
+        self._observer = observer
+        self._mark = self._now()
+
+    def _now(self) -> Any:
+        with self._observer.cursor() as cur:
+            cur.execute("SELECT NOW(6)")
+            return cur.fetchone()[0]
+
+    def since_last(self, mark: str = "", kind: str = "") -> Counter[str]:
+        """Statements since the last call, by kind (``INSERT … SELECT`` apart), sent over the
+        connections that sent a statement of ``kind`` naming ``mark``."""
+        now = self._now()
+        with self._observer.cursor() as cur:
+            cur.execute(
+                "SELECT thread_id, argument FROM mysql.general_log "
+                "WHERE command_type = 'Query' AND event_time >= %s AND event_time < %s",
+                (self._mark, now),
+            )
+            rows = [
+                (int(t), sql if isinstance(sql, str) else sql.decode(errors="replace"))
+                for t, sql in cur.fetchall()
+            ]
+        self._mark = now
+        ours = {t for t, sql in rows if mark and mark in sql and _kind(sql) == kind}
+        return Counter(_kind(sql) for t, sql in rows if t in ours)
+
+
+def _kind(sql: str) -> str:
+    verb = sql.lstrip().split(None, 1)[0].upper()
+    return "INSERT_SELECT" if verb == "INSERT" and "SELECT" in sql.upper() else verb
 
 
 def test_a_poll_reads_in_one_statement_what_is_committed(
-    execution_id: str, observer: pymysql.connections.Connection, via: Via
+    execution_id: str, query_log: QueryLog, via: Via
 ) -> None:
     via.get(execution_id)  # a first connection reads the server's settings
-    before = _statement_counts(observer)
+    query_log.since_last()
     polled = [via.get(execution_id) for _ in range(5)]
     with session_scope() as session:
         session.execute(_set_log_lines(execution_id, 3))
     polled.append(via.get(execution_id))
-    counts = _statement_counts(observer)
+    counts = query_log.since_last(execution_id, "SELECT")
 
     assert [row.log_lines for row in polled] == [0] * 5 + [3]
-    # Six SELECTs, and the COMMIT of the write alone: no read ends in a round trip.
-    assert {name: counts[name] - before[name] for name in counts} == {
-        "Com_select": 6,
-        "Com_commit": 1,
-        "Com_rollback": 0,
+    # Six SELECTs over the polls' connections, and nothing else: no read ends in a round trip.
+    assert {kind: counts[kind] for kind in ("SELECT", "COMMIT", "ROLLBACK")} == {
+        "SELECT": 6,
+        "COMMIT": 0,
+        "ROLLBACK": 0,
     }
 
 
@@ -191,31 +235,23 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
     assert {sql: used for sql, used in keys.items() if used != ["PRIMARY"]} == {}
 
 
-WRITES = ("Com_insert", "Com_insert_select", "Com_commit")
+WRITES = ("INSERT", "INSERT_SELECT", "COMMIT")
 
 
 def test_a_submission_is_one_statement_and_its_row_is_its_queued_event(
-    database: str, observer: pymysql.connections.Connection, via: Via
+    database: str, observer: pymysql.connections.Connection, query_log: QueryLog, via: Via
 ) -> None:
     via.create(ECHO)  # a first connection reads the server's settings
-    before = _statement_counts(observer, WRITES)
+    query_log.since_last()
     row = via.create(ECHO).execution
-    single = _statement_counts(observer, WRITES)
-    store.create_executions([ECHO, ECHO])
-    batch = _statement_counts(observer, WRITES)
+    single = query_log.since_last(row.id, "INSERT")
+    pair = store.create_executions([ECHO, ECHO])
+    batch = query_log.since_last(pair[0].execution.id, "INSERT")
 
     # The row's INSERT alone, committed as it runs: no COMMIT, no INSERT … SELECT of a
     # `queued` event. Two rows commit together.
-    assert {name: single[name] - before[name] for name in WRITES} == {
-        "Com_insert": 1,
-        "Com_insert_select": 0,
-        "Com_commit": 0,
-    }
-    assert {name: batch[name] - single[name] for name in WRITES} == {
-        "Com_insert": 1,
-        "Com_insert_select": 0,
-        "Com_commit": 1,
-    }
+    assert {kind: single[kind] for kind in WRITES} == {"INSERT": 1, "INSERT_SELECT": 0, "COMMIT": 0}
+    assert {kind: batch[kind] for kind in WRITES} == {"INSERT": 1, "INSERT_SELECT": 0, "COMMIT": 1}
     assert _log_lines(observer, row.id) == 0  # committed, and no lock held
 
     store.claim([([row.id], 0)], "w1", lease_s=60)
