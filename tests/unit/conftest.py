@@ -1,14 +1,16 @@
 """Unit tests open no sockets: names resolve from ``DNS``, outbound HTTP goes to a handler."""
 
+import asyncio
 import socket
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from core.settings import settings
-from workers.plugins import outbound
+from workers.plugins import outbound, outbound_pool
+from workers.plugins.base import Context, Plugin
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -28,6 +30,7 @@ DNS = {
 }
 Handler = Callable[[httpx.Request], httpx.Response]
 Serve = Callable[[Handler], list[httpx.Request]]
+Kept = dict[outbound_pool.Key, list[httpx.AsyncClient]]
 
 
 async def fake_resolve(host: str, port: int) -> list[str]:
@@ -90,3 +93,19 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator["TestClient"]:
     monkeypatch.setattr(catalog, "_load", lambda: registry.catalog("agentq"))
     monkeypatch.setattr(catalog, "_loaded_at", float("-inf"))
     yield TestClient(create_app(), headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def run_side_by_side(plugin: Plugin, command: str, params: list[dict[str, Any]]) -> tuple[list[Any], Kept]:
+    """Run a command once per params at the same time on one event loop, as a worker does;
+    returns the results and the outbound clients the loop kept."""
+    cmd = type(plugin).commands[command]
+    fn = plugin.bind(cmd)
+
+    async def run() -> tuple[list[Any], Kept]:
+        calls = [
+            fn(Context(f"test-{i}", 1), cmd.params_model.model_validate(p)) for i, p in enumerate(params)
+        ]
+        results = await asyncio.gather(*calls)
+        return list(results), outbound._clients().kept()
+
+    return asyncio.run(run())

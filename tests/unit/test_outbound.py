@@ -3,7 +3,8 @@
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -13,7 +14,7 @@ import pytest
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
 from tests.unit.conftest import PUBLIC, Handler, Serve
-from workers.plugins import outbound
+from workers.plugins import outbound, outbound_pool
 
 real_resolve = outbound.resolve
 
@@ -64,9 +65,13 @@ def test_refusal_classifies_address(address: str, why: str | None) -> None:
     assert outbound.refusal(ipaddress.ip_address(address)) == why
 
 
-def test_resolve_asks_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_looks_up_on_a_resolver_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not on the loop, nor in its default executor (which the heartbeat and to_thread share)."""
+    threads = []
+
     def getaddrinfo(host: str, port: int, *args: object) -> list[tuple[object, ...]]:
         assert (host, port) == ("one.one.one.one", 443)
+        threads.append(threading.current_thread().name)
         return [
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("1.1.1.1", port)),
             (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:4700::1111", port, 0, 0)),
@@ -76,6 +81,7 @@ def test_resolve_asks_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
     assert asyncio.run(real_resolve("one.one.one.one", 443)) == ["1.1.1.1", "2606:4700::1111"]
+    assert threads[0].startswith("agentq-resolve")
 
 
 def test_fetch_public_address_succeeds(serve: Serve) -> None:
@@ -159,8 +165,8 @@ def test_fetch_allow_private_permits_private_addresses(serve: Serve, monkeypatch
 
     assert fetch("http://127.0.0.1:8000/").status == 200
     assert fetch("http://internal.example/").status == 200
-    # Nothing to pin: the client resolves the name itself.
-    assert seen[1].url.host == "internal.example"
+    # Still resolved off the loop and pinned, only not refused.
+    assert (seen[1].url.host, seen[1].headers["host"]) == ("10.0.0.5", "internal.example")
 
 
 def test_fetch_redirect_followed_and_checked(serve: Serve) -> None:
@@ -314,6 +320,192 @@ def test_fetch_dns_failure_retries_later(serve: Serve, monkeypatch: pytest.Monke
 def test_fetch_malformed_url_is_permanent(url: str) -> None:
     with pytest.raises(PermanentError):
         fetch(url)
+
+
+# -- shared clients, connections and TLS context ---------------------------------------
+
+
+def on_one_loop(*calls: Callable[[], Awaitable[object]]) -> outbound_pool.LoopClients:
+    """Run the calls one after another on one event loop; returns that loop's clients."""
+
+    async def run() -> outbound_pool.LoopClients:
+        for call in calls:
+            await call()
+        return outbound._clients()
+
+    return asyncio.run(run())
+
+
+def get(url: str, **kwargs: object) -> Callable[[], Awaitable[object]]:
+    return lambda: outbound.fetch(url, timeout_s=5, **kwargs)  # type: ignore[arg-type]
+
+
+def test_tls_context_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real transports (the connection refused): however many clients, loops and hosts, one context."""
+    built = []
+    create = httpx.create_ssl_context
+
+    def counted(*args: object, **kwargs: object) -> object:
+        built.append(1)
+        return create(*args, **kwargs)  # type: ignore[arg-type]
+
+    def refuse(*args: object) -> None:
+        raise ConnectionRefusedError("refused")
+
+    outbound_pool.tls_context.cache_clear()
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    try:
+        for _ in range(2):  # two loops, as tests and forked workers have
+            with pytest.raises(RetryLater, match="ConnectError"):
+                on_one_loop(
+                    get("https://example.com/"), get("https://blog.example/"), get("http://news.example/")
+                )
+    finally:
+        outbound_pool.tls_context.cache_clear()
+
+    assert len(built) == 1
+
+
+def test_client_reused_across_calls_and_kept_per_address_and_host(serve: Serve) -> None:
+    """example.com and blog.example resolve to the same address: each gets a client of its own."""
+    seen = serve(ok)
+
+    clients = on_one_loop(
+        get("https://example.com/a"), get("https://example.com/b"), get("https://blog.example/"),
+        get("http://example.com/"), get(f"https://{PUBLIC}/"),
+    )  # fmt: skip
+
+    kept = clients.kept()
+    assert list(kept) == [
+        ("https", PUBLIC, 443, "example.com"),
+        ("https", PUBLIC, 443, "blog.example"),
+        ("http", PUBLIC, 80, "example.com"),
+        ("https", PUBLIC, 443, PUBLIC),
+    ]
+    assert [len(c) for c in kept.values()] == [1, 1, 1, 1]
+    assert [(r.url.host, r.headers["host"]) for r in seen[1:3]] == [
+        (PUBLIC, "example.com"),
+        (PUBLIC, "blog.example"),
+    ]
+
+
+def test_calls_at_once_to_one_host_spread_over_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client carries PER_CLIENT calls at most (httpcore's pool slows down with many)."""
+    monkeypatch.setattr(outbound_pool, "PER_CLIENT", 4)
+    release = asyncio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, text="done")
+
+    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(held))
+
+    async def run() -> tuple[list[int], list[int]]:
+        nonlocal release
+        release = asyncio.Event()
+        calls = [asyncio.ensure_future(get("https://example.com/")()) for _ in range(10)]
+        await asyncio.sleep(0.01)
+        during = [len(c) for c in outbound._clients().kept().values()]
+        release.set()
+        await asyncio.gather(*calls)
+        await get("https://example.com/")()
+        return during, [len(c) for c in outbound._clients().kept().values()]
+
+    assert asyncio.run(run()) == ([3], [3])
+
+
+def test_least_recently_used_host_closed_past_kept(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbound_pool, "KEPT", 2)
+    serve(ok)
+
+    async def run() -> tuple[list[outbound_pool.Key], bool, bool]:
+        await get("https://example.com/")()
+        await get("https://blog.example/")()
+        example, blog = (c[0] for c in outbound._clients().kept().values())
+        await get("https://example.com/")()  # used again: blog.example is now the oldest
+        await get("https://news.example/")()
+        return list(outbound._clients().kept()), example.is_closed, blog.is_closed
+
+    kept, example_closed, blog_closed = asyncio.run(run())
+
+    assert kept == [("https", PUBLIC, 443, "example.com"), ("https", PUBLIC, 443, "news.example")]
+    assert (example_closed, blog_closed) == (False, True)
+
+
+def test_client_dropped_while_in_use_closes_after_its_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbound_pool, "KEPT", 1)
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers["host"] == "example.com":
+            await release.wait()
+        return httpx.Response(200, text=request.headers["host"])
+
+    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
+
+    async def run() -> tuple[str, bool, bool]:
+        nonlocal release
+        release = asyncio.Event()
+        slow = asyncio.ensure_future(get("https://example.com/")())
+        await asyncio.sleep(0.01)
+        held = outbound._clients().kept()[("https", PUBLIC, 443, "example.com")][0]
+        await get("https://blog.example/")()  # example.com's client dropped, still in use
+        open_while_used = not held.is_closed
+        release.set()
+        fetched = await slow
+        assert isinstance(fetched, outbound.Fetched)
+        return fetched.text(), open_while_used, held.is_closed
+
+    assert asyncio.run(run()) == ("example.com", True, True)
+
+
+def test_idle_clients_closed(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbound_pool, "IDLE_S", 0.0)
+    serve(ok)
+
+    clients = on_one_loop(get("https://example.com/"), get("https://blog.example/"))
+
+    assert list(clients.kept()) == [("https", PUBLIC, 443, "blog.example")]
+
+
+def test_redirect_to_private_address_refused_though_a_client_for_it_is_kept(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = serve(redirect_to("http://10.0.0.5/"))
+
+    async def allowed_then_not() -> None:
+        monkeypatch.setattr(settings, "outbound_allow_private", True)
+        await outbound.fetch("http://10.0.0.5/", timeout_s=5)
+        monkeypatch.setattr(settings, "outbound_allow_private", False)
+        await outbound.fetch("http://example.com/start", timeout_s=5)
+
+    with pytest.raises(PermanentError, match=r"10\.0\.0\.5 is a private address"):
+        on_one_loop(allowed_then_not)
+
+    assert [r.url.host for r in seen] == ["10.0.0.5", PUBLIC]
+
+
+def test_lookups_of_one_name_at_once_share_one(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(ok)
+    lookups = []
+
+    async def slow_resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        await asyncio.sleep(0.01)
+        return [PUBLIC]
+
+    monkeypatch.setattr(outbound, "resolve", slow_resolve)
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(get("https://example.com/")() for _ in range(20)), get("https://blog.example/")()
+        )
+        await get("https://example.com/")()  # answers are not kept once the lookup is done
+
+    asyncio.run(run())
+
+    assert sorted(lookups) == ["blog.example", "example.com", "example.com"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
-from tests.unit.conftest import Handler
+from tests.unit.conftest import PUBLIC, Handler, run_side_by_side
 from workers.plugins.base import run_command
 from workers.plugins.http import HttpPlugin
 
@@ -89,6 +89,17 @@ def test_get_network_error_retries_later(serve: Callable[[Handler], None]) -> No
 
     with pytest.raises(RetryLater):
         get(url="https://example.com/")
+
+
+def test_gets_side_by_side_share_one_client(serve: Callable[[Handler], None]) -> None:
+    serve(site)
+
+    results, kept = run_side_by_side(
+        HttpPlugin(), "get", [{"url": f"https://example.com/{i}"} for i in range(5)]
+    )
+
+    assert [r["body"] for r in results] == [f'{{"path":"/{i}"}}' for i in range(5)]
+    assert {key: len(clients) for key, clients in kept.items()} == {("https", PUBLIC, 443, "example.com"): 1}
 
 
 @pytest.mark.parametrize(

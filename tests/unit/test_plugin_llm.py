@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
-from tests.unit.conftest import Handler
+from tests.unit.conftest import PUBLIC, Handler, run_side_by_side
 from workers.plugins.base import run_command
 from workers.plugins.llm import LlmPlugin
 
@@ -54,6 +54,16 @@ def test_chat_returns_first_choice(serve: Callable[[Handler], list[httpx.Request
     assert (request.headers["host"], request.url.path) == ("llm.example", "/v1/chat/completions")
     assert request.headers["authorization"] == "Bearer sk-test"
     assert json.loads(request.content) == {"messages": MESSAGES, "model": "gpt-4o-mini", "temperature": 0.7}
+
+
+def test_chats_side_by_side_share_one_client(serve: Callable[[Handler], list[httpx.Request]]) -> None:
+    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+
+    results, kept = run_side_by_side(LlmPlugin(), "chat", [{"messages": MESSAGES}] * 5)
+
+    assert [r["content"] for r in results] == ["Hello."] * 5
+    assert {key: len(clients) for key, clients in kept.items()} == {("https", PUBLIC, 443, "llm.example"): 1}
+    assert [r.headers["authorization"] for r in seen] == ["Bearer sk-test"] * 5
 
 
 def test_chat_sends_model_temperature_and_max_tokens(serve: Callable[[Handler], list[httpx.Request]]) -> None:

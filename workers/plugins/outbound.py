@@ -5,13 +5,14 @@
 It then connects to the very address it checked, so a second DNS answer cannot swap
 in a private one, follows redirects by hand so that every hop is checked again, and
 caps the body at ``AGENTQ_OUTBOUND_MAX_BYTES`` and the whole exchange at ``timeout_s``.
+Clients, connections and the TLS context are shared between calls (``outbound_pool``):
+a call costs the event loop little more than the exchange itself.
 
 Tests replace the network: set ``transport`` to an ``httpx.MockTransport`` and
 monkeypatch ``resolve``.
 """
 
 import asyncio
-import contextlib
 import email.utils
 import ipaddress
 import math
@@ -24,6 +25,7 @@ import httpx
 
 from core.errors import PermanentError, RetryLater
 from core.settings import settings
+from workers.plugins import outbound_pool
 
 MAX_REDIRECTS = 5
 USER_AGENT = "agentq"
@@ -61,9 +63,21 @@ class Fetched:
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to, from the event loop's resolver."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The addresses ``host`` resolves to, looked up on a resolver thread."""
+    infos = await asyncio.get_running_loop().run_in_executor(
+        outbound_pool.resolver(), socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
+    )
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport, verify=outbound_pool.tls_context(), limits=outbound_pool.LIMITS, trust_env=False
+    )
+
+
+def _clients() -> outbound_pool.LoopClients:
+    return outbound_pool.of_running_loop(_new_client)
 
 
 def refusal(address: IPAddress) -> str | None:
@@ -93,60 +107,42 @@ def _refused(url: httpx.URL, why: str) -> PermanentError:
     return PermanentError(f"Refusing to fetch {url}: {why} ({_ALLOW_HINT})")
 
 
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
 async def check_url(url: httpx.URL) -> list[str]:
     """Refuse ``url`` unless it is http(s) to an allowed host; return the addresses checked.
 
-    An empty list means there is nothing to pin: the host is an IP literal, or private
-    addresses are allowed and the name is left to the client to resolve.
+    An empty list means there is nothing to pin: the host is an IP literal. With private
+    addresses allowed, a name is still resolved here (off the loop, shared) and pinned.
     """
     if url.scheme not in ("http", "https"):
         raise PermanentError(f"Refusing to fetch {url}: only http and https URLs are allowed")
     if not url.host:
         raise PermanentError(f"Refusing to fetch {url}: the URL has no host")
-    if settings.outbound_allow_private:
-        return []
+    allow_private = settings.outbound_allow_private
     try:
         literal = ipaddress.ip_address(url.host)
     except ValueError:
         literal = None
     if literal is not None:
-        if why := refusal(literal):
+        if not allow_private and (why := refusal(literal)):
             raise _refused(url, f"{literal} is {why}")
         return []
     host = url.raw_host.decode("ascii")
     try:
-        addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
+        addresses = await _clients().lookup(host, _port(url), resolve)
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_NONAME:
             raise PermanentError(f"Cannot fetch {url}: {host} does not resolve") from None
         raise RetryLater(f"Cannot resolve {host}: {exc.strerror}") from None
     if not addresses:
         raise RetryLater(f"Cannot resolve {host}: no addresses")
-    for address in addresses:
+    for address in [] if allow_private else addresses:
         if why := refusal(ipaddress.ip_address(address)):
             raise _refused(url, f"{host} resolves to {address}, {why}")
     return addresses
-
-
-async def _send(
-    client: httpx.AsyncClient, method: str, url: httpx.URL, addresses: list[str], **kwargs: Any
-) -> httpx.Response:
-    """Send to one of the checked addresses, keeping the name for Host, SNI and TLS checks."""
-    if not addresses:
-        return await client.send(client.build_request(method, url, **kwargs), stream=True)
-    headers = {**kwargs.pop("headers"), "Host": url.netloc.decode("ascii")}
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")}
-
-    def pinned(address: str) -> httpx.Request:
-        return client.build_request(
-            method, url.copy_with(host=address), headers=headers, extensions=extensions, **kwargs
-        )
-
-    # Fall back to the next address when one does not answer, as a resolving client would.
-    for address in addresses[:-1]:
-        with contextlib.suppress(httpx.ConnectError):
-            return await client.send(pinned(address), stream=True)
-    return await client.send(pinned(addresses[-1]), stream=True)
 
 
 async def _read(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
@@ -158,25 +154,53 @@ async def _read(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
     return bytes(body), False
 
 
+async def _hop(
+    method: str, url: httpx.URL, addresses: list[str], headers: dict[str, str], json: Any, timeout_s: float
+) -> Fetched | str:
+    """Send to the first checked address that connects; the response read within the cap,
+    or where it redirects to (GET only: replaying a request body elsewhere is seldom meant)."""
+    clients = _clients()
+    port = _port(url)
+    if addresses:  # pinned: the name stays in Host, SNI and the certificate check
+        host = url.raw_host.decode("ascii")
+        headers = {**headers, "Host": url.netloc.decode("ascii")}
+        extensions = {"sni_hostname": host}
+    else:
+        host, extensions, addresses = url.host, {}, [url.host]
+    for i, address in enumerate(addresses):
+        # Pooled per address *and* host: a connection opened for one host never serves another.
+        async with clients.client((url.scheme, address, port, host)) as client:
+            target = url.copy_with(host=address) if extensions else url
+            request = client.build_request(
+                method, target, headers=headers, json=json, timeout=timeout_s, extensions=extensions
+            )
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.ConnectError:
+                if i + 1 < len(addresses):
+                    continue  # the next address, as a resolving client would
+                raise
+            try:
+                location = response.headers.get("location")
+                if method != "GET" or response.status_code not in _REDIRECTS or not location:
+                    body, truncated = await _read(response, settings.outbound_max_bytes)
+                    charset = response.charset_encoding
+                    return Fetched(str(url), response.status_code, response.headers, body, truncated, charset)
+                return str(location)
+            finally:
+                await response.aclose()
+    raise AssertionError("unreachable: the last address returns or raises")
+
+
 async def _exchange(
     method: str, url: httpx.URL, headers: dict[str, str], json: Any, timeout_s: float
 ) -> Fetched:
-    max_bytes = settings.outbound_max_bytes
     for _ in range(MAX_REDIRECTS + 1):
         addresses = await check_url(url)
-        # A client per hop: a pooled connection to one checked address must not serve another host.
-        async with httpx.AsyncClient(transport=transport, timeout=timeout_s, trust_env=False) as client:
-            response = await _send(client, method, url, addresses, headers=headers, json=json)
-            try:
-                location = response.headers.get("location")
-                # Only GET follows redirects: replaying a request body elsewhere is seldom meant.
-                if method != "GET" or response.status_code not in _REDIRECTS or not location:
-                    body, truncated = await _read(response, max_bytes)
-                    charset = response.charset_encoding
-                    return Fetched(str(url), response.status_code, response.headers, body, truncated, charset)
-            finally:
-                await response.aclose()
-        target = url.join(location)
+        hop = await _hop(method, url, addresses, headers, json, timeout_s)
+        if isinstance(hop, Fetched):
+            return hop
+        target = url.join(hop)
         if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
             headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
         url = target
