@@ -2,10 +2,12 @@
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 RSS = """<?xml version="1.0"?>
 <rss version="2.0"><channel><title>Test news</title><link>http://example.test/</link>
@@ -17,7 +19,11 @@ RSS = """<?xml version="1.0"?>
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keeps connections open between requests, as servers on the internet do.
+    protocol_version = "HTTP/1.1"
     chat_requests: list[dict[str, Any]] = []
+    hits: Counter[str] = Counter()  # GETs answered, by path and query
+    _hits_lock = threading.Lock()
 
     def log_message(self, *_: Any) -> None:
         pass
@@ -31,9 +37,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        if self.path == "/feed.xml":
+        with Handler._hits_lock:
+            Handler.hits[self.path] += 1
+        path = urlsplit(self.path).path
+        if path == "/feed.xml":
             self._send(200, RSS, "application/rss+xml")
-        elif self.path == "/hello":
+        elif path == "/hello":
             self._send(200, "hello from outside", "text/plain")
         else:
             self._send(404, "not found", "text/plain")
@@ -60,9 +69,13 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(reply), "application/json")
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of calls connect at once
+
+
 @contextmanager
 def outside_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
