@@ -250,6 +250,10 @@ class Stack:
                 interval_s=0.3,
             )
 
+    def start(self, name: str, argv: list[str], **env: str) -> Proc:
+        """Any other process, with the stack's environment; stopped with the stack."""
+        return self._start(name, argv, {**self.env, **env})
+
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
         proc = Proc(name, argv, env, self.log_dir)
         self.procs.append(proc)

@@ -27,6 +27,19 @@ RUNS = {
     "poll": ["--n", "20", "--duration", "2", "--window", "1"],
     "memory": ["--n", "20", "--chunk", "10", "--warm-up", "20"],
 }
+# Figures a benchmark must have written (a part of each row's name).
+FIGURES = {
+    "io_concurrency": [
+        "async sleep",
+        "GETs, bare asyncio, one shared httpx.AsyncClient",
+        "http GETs answered at once, one worker",
+        "http runs that ran more than once",
+        "event-loop lag p99 during the http runs",
+        "llm chats answered after 0.5 s, one worker",
+        "llm runs that ran more than once",
+        "event-loop lag p99 during the llm runs",
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +79,5 @@ def test_benchmark_writes_figures(services: None, name: str, tmp_path: Path) -> 
     assert document["rows"], document
     for row in document["rows"]:
         assert isinstance(row["value"], int | float), row
+    for figure in FIGURES.get(name, []):
+        assert any(figure in row["figure"] for row in document["rows"]), (figure, document["rows"])
