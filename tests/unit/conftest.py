@@ -97,7 +97,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator["TestClient"]:
 
 def run_side_by_side(plugin: Plugin, command: str, params: list[dict[str, Any]]) -> tuple[list[Any], Kept]:
     """Run a command once per params at the same time on one event loop, as a worker does;
-    returns the results and the outbound clients the loop kept."""
+    returns the results and the outbound clients the loop kept once they were done."""
     cmd = type(plugin).commands[command]
     fn = plugin.bind(cmd)
 
@@ -106,6 +106,6 @@ def run_side_by_side(plugin: Plugin, command: str, params: list[dict[str, Any]])
             fn(Context(f"test-{i}", 1), cmd.params_model.model_validate(p)) for i, p in enumerate(params)
         ]
         results = await asyncio.gather(*calls)
-        return list(results), outbound._clients().kept()
+        return list(results), outbound._clients().idle()
 
     return asyncio.run(run())

@@ -376,56 +376,63 @@ def test_client_reused_across_calls_and_kept_per_address_and_host(serve: Serve) 
         get("http://example.com/"), get(f"https://{PUBLIC}/"),
     )  # fmt: skip
 
-    kept = clients.kept()
-    assert list(kept) == [
+    idle = clients.idle()
+    assert list(idle) == [
         ("https", PUBLIC, 443, "example.com"),
         ("https", PUBLIC, 443, "blog.example"),
         ("http", PUBLIC, 80, "example.com"),
         ("https", PUBLIC, 443, PUBLIC),
     ]
-    assert [len(c) for c in kept.values()] == [1, 1, 1, 1]
+    assert [len(c) for c in idle.values()] == [1, 1, 1, 1]
     assert [(r.url.host, r.headers["host"]) for r in seen[1:3]] == [
         (PUBLIC, "example.com"),
         (PUBLIC, "blog.example"),
     ]
 
 
-def test_calls_at_once_to_one_host_spread_over_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A client carries PER_CLIENT calls at most (httpcore's pool slows down with many)."""
-    monkeypatch.setattr(outbound_pool, "PER_CLIENT", 4)
+def test_calls_at_once_get_a_client_each_kept_for_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client (its one connection) serves one call at a time; done, it serves the next."""
     release = asyncio.Event()
+    built = []
 
     async def held(request: httpx.Request) -> httpx.Response:
         await release.wait()
         return httpx.Response(200, text="done")
 
-    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(held))
+    def new_client() -> httpx.AsyncClient:
+        built.append(httpx.AsyncClient(transport=httpx.MockTransport(held)))
+        return built[-1]
 
-    async def run() -> tuple[list[int], list[int]]:
+    monkeypatch.setattr(outbound, "_new_client", new_client)
+
+    async def run() -> tuple[int, int, list[int]]:
         nonlocal release
         release = asyncio.Event()
         calls = [asyncio.ensure_future(get("https://example.com/")()) for _ in range(10)]
         await asyncio.sleep(0.01)
-        during = [len(c) for c in outbound._clients().kept().values()]
+        during = len(built)
         release.set()
         await asyncio.gather(*calls)
         await get("https://example.com/")()
-        return during, [len(c) for c in outbound._clients().kept().values()]
+        return during, len(built), [len(c) for c in outbound._clients().idle().values()]
 
-    assert asyncio.run(run()) == ([3], [3])
+    assert asyncio.run(run()) == (10, 10, [10])
+    assert len({id(c) for c in built}) == 10
 
 
-def test_least_recently_used_host_closed_past_kept(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound_pool, "KEPT", 2)
+def test_idle_clients_past_max_closed_least_recently_used_host_first(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbound_pool, "MAX_IDLE", 2)
     serve(ok)
 
     async def run() -> tuple[list[outbound_pool.Key], bool, bool]:
         await get("https://example.com/")()
         await get("https://blog.example/")()
-        example, blog = (c[0] for c in outbound._clients().kept().values())
-        await get("https://example.com/")()  # used again: blog.example is now the oldest
+        example, blog = (c[0] for c in outbound._clients().idle().values())
+        await get("https://example.com/")()  # used again: blog.example is now the least recent
         await get("https://news.example/")()
-        return list(outbound._clients().kept()), example.is_closed, blog.is_closed
+        return list(outbound._clients().idle()), example.is_closed, blog.is_closed
 
     kept, example_closed, blog_closed = asyncio.run(run())
 
@@ -433,40 +440,13 @@ def test_least_recently_used_host_closed_past_kept(serve: Serve, monkeypatch: py
     assert (example_closed, blog_closed) == (False, True)
 
 
-def test_client_dropped_while_in_use_closes_after_its_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound_pool, "KEPT", 1)
-    release = asyncio.Event()
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.headers["host"] == "example.com":
-            await release.wait()
-        return httpx.Response(200, text=request.headers["host"])
-
-    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
-
-    async def run() -> tuple[str, bool, bool]:
-        nonlocal release
-        release = asyncio.Event()
-        slow = asyncio.ensure_future(get("https://example.com/")())
-        await asyncio.sleep(0.01)
-        held = outbound._clients().kept()[("https", PUBLIC, 443, "example.com")][0]
-        await get("https://blog.example/")()  # example.com's client dropped, still in use
-        open_while_used = not held.is_closed
-        release.set()
-        fetched = await slow
-        assert isinstance(fetched, outbound.Fetched)
-        return fetched.text(), open_while_used, held.is_closed
-
-    assert asyncio.run(run()) == ("example.com", True, True)
-
-
-def test_idle_clients_closed(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clients_idle_too_long_closed(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outbound_pool, "IDLE_S", 0.0)
     serve(ok)
 
     clients = on_one_loop(get("https://example.com/"), get("https://blog.example/"))
 
-    assert list(clients.kept()) == [("https", PUBLIC, 443, "blog.example")]
+    assert list(clients.idle()) == [("https", PUBLIC, 443, "blog.example")]
 
 
 def test_redirect_to_private_address_refused_though_a_client_for_it_is_kept(

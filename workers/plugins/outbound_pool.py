@@ -2,12 +2,17 @@
 
 An ``httpx.AsyncClient`` built the default way loads the CA bundle into a new SSL
 context: some 20 ms of CPU on the event loop, which every execution on that loop waits
-out. So the context is built once per process, and each event loop keeps clients per
-(scheme, address, port, host). Their pooled connections serve later calls to the same
-checked address *for the same host* only, never another host that resolves there: a TLS
-connection was verified for the name it was opened for, and it goes on speaking to that
-server. The clients of at most ``KEPT`` keys are kept, the least recently used closed
-first; a client left idle past ``IDLE_S`` is closed too, with its connections.
+out. So the context is built once per process, and each event loop keeps the clients
+its calls are done with, per (scheme, address, port, host). A kept client's connection
+serves a later call to the same checked address *for the same host* only, never another
+host that resolves there: a TLS connection was verified for the name it was opened for,
+and it goes on speaking to that server.
+
+A call has a client to itself, so each client holds one connection: httpcore's pool
+checks every connection it holds (two system calls each) whenever a request starts or
+ends, so a pool shared by hundreds of calls costs the loop more than the calls do. At
+most ``MAX_IDLE`` clients are kept, those of the least recently used host closed first;
+one idle for ``IDLE_S`` is closed too, with its connection.
 
 Names are looked up on threads of this module's own: the loop's default executor is
 shared with the heartbeat and ``asyncio.to_thread``, and a lookup must not queue behind
@@ -19,25 +24,20 @@ import os
 import ssl
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
 
 import httpx
 
-# Hosts (keys) whose clients are kept per event loop: a worker calling many keeps the busiest.
-KEPT = 64
-# Calls one client carries at once; more calls to the same key get more clients. httpcore's
-# pool scans all its requests and connections whenever one starts or ends, so a pool
-# carrying a thousand calls would cost the loop far more than a few pools of 32.
-PER_CLIENT = 32
+# Idle clients (so connections) kept per event loop, over all hosts.
+MAX_IDLE = 256
 # Idle connections are closed before the common 5 s server-side keep-alive timeout, so a
 # request seldom goes out on a connection the server is closing.
 IDLE_S = 3.0
-LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=PER_CLIENT, keepalive_expiry=IDLE_S)
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=1, keepalive_expiry=IDLE_S)
 RESOLVER_THREADS = 4
 
 Key = tuple[str, str, int, str]  # scheme, address (or IP literal), port, host the request names
@@ -60,65 +60,60 @@ def resolver() -> ThreadPoolExecutor:
     return _resolver[1]
 
 
-@dataclass(eq=False)
-class _Client:
-    client: httpx.AsyncClient
-    used: float
-    users: int = 0
-    kept: bool = True
-
-    async def drop(self) -> None:
-        """No longer handed out; closed now if idle, else when its last user is done."""
-        self.kept = False
-        if not self.users:
-            await self.client.aclose()
-
-
 class LoopClients:
-    """The clients and lookups in flight of one event loop; used only from that loop."""
+    """The idle clients and the lookups in flight of one event loop; used only from that loop."""
 
     def __init__(self, new_client: Callable[[], httpx.AsyncClient]) -> None:
         self._new_client = new_client
-        self._kept: OrderedDict[Key, list[_Client]] = OrderedDict()  # least recently used first
+        # Per key, (idle since, client), the longest idle first; the least recently used key first.
+        self._idle: OrderedDict[Key, deque[tuple[float, httpx.AsyncClient]]] = OrderedDict()
+        self._count = 0
         self._lookups: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self._swept = time.monotonic()
 
-    def kept(self) -> dict[Key, list[httpx.AsyncClient]]:
-        """The clients kept per key, the least recently used key first."""
-        return {key: [c.client for c in clients] for key, clients in self._kept.items()}
+    def idle(self) -> dict[Key, list[httpx.AsyncClient]]:
+        """The idle clients kept per key, the least recently used key first."""
+        return {key: [client for _, client in kept] for key, kept in self._idle.items()}
 
     @asynccontextmanager
     async def client(self, key: Key) -> AsyncIterator[httpx.AsyncClient]:
-        """A client for ``key`` with room for one more call."""
-        now = time.monotonic()
-        clients = self._kept.pop(key, [])
-        self._kept[key] = clients
-        chosen = next((c for c in clients if c.users < PER_CLIENT), None)
-        if chosen is None:
-            chosen = _Client(self._new_client(), now)
-            clients.append(chosen)
-        chosen.users += 1
+        """A client for ``key`` that no other call uses meanwhile: the one idle the shortest
+        time (its connection the likeliest to be open), else a new one."""
+        kept = self._idle.get(key)
+        if kept:
+            client = kept.pop()[1]
+            self._count -= 1
+        else:
+            client = self._new_client()
         try:
-            await self._trim(now)
-            yield chosen.client
+            yield client
         finally:
-            chosen.users -= 1
-            chosen.used = time.monotonic()
-            if not chosen.kept and not chosen.users:
-                await chosen.client.aclose()
+            await self._keep(key, client)
 
-    async def _trim(self, now: float) -> None:
-        dropped = [c for _ in range(len(self._kept) - KEPT) for c in self._kept.popitem(last=False)[1]]
+    async def _keep(self, key: Key, client: httpx.AsyncClient) -> None:
+        now = time.monotonic()
+        kept = self._idle.setdefault(key, deque())
+        self._idle.move_to_end(key)
+        kept.append((now, client))
+        self._count += 1
+        closing = []
+        while self._count > MAX_IDLE:
+            closing.append(self._drop_oldest(next(iter(self._idle))))
         if now - self._swept >= IDLE_S:
             self._swept = now
-            for key, clients in list(self._kept.items()):
-                idle = [c for c in clients if not c.users and now - c.used > IDLE_S]
-                dropped += idle
-                clients[:] = [c for c in clients if c not in idle]
-                if not clients:
-                    del self._kept[key]
-        for c in dropped:
-            await c.drop()
+            for k, idle in list(self._idle.items()):
+                while idle and now - idle[0][0] > IDLE_S:
+                    closing.append(self._drop_oldest(k))
+        for old in closing:
+            await old.aclose()
+
+    def _drop_oldest(self, key: Key) -> httpx.AsyncClient:
+        kept = self._idle[key]
+        client = kept.popleft()[1]
+        self._count -= 1
+        if not kept:
+            del self._idle[key]
+        return client
 
     async def lookup(
         self, host: str, port: int, resolve: Callable[[str, int], Awaitable[list[str]]]
@@ -140,11 +135,11 @@ class LoopClients:
         return await asyncio.shield(pending)
 
     async def aclose(self) -> None:
-        """Close every client kept (their connections with them)."""
-        kept, self._kept = list(self._kept.values()), OrderedDict()
-        for clients in kept:
-            for c in clients:
-                await c.drop()
+        """Close the idle clients (their connections with them)."""
+        idle, self._idle, self._count = list(self._idle.values()), OrderedDict(), 0
+        for kept in idle:
+            for _, client in kept:
+                await client.aclose()
 
 
 _loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients]" = weakref.WeakKeyDictionary()
