@@ -11,9 +11,11 @@
    ``httpx.AsyncClient`` (bench/bare_http.py: the floor); then N ``llm`` chats it answers
    after 0.5 s. For each: first submit → all succeeded, the runs that ran more than once,
    and the worker's event-loop lag, sampled on that loop by the ``probe`` plugin
-   (bench/plugins) while the calls run.
+   (bench/plugins) while the calls run. And in this process, one call at a time: the
+   event-loop CPU of a guarded call (``outbound.fetch``) beside a shared client's GET.
 """
 
+import asyncio
 import json
 import os
 import subprocess
@@ -38,6 +40,8 @@ from bench.harness import (
     submit_batches,
     wait_until,
 )
+from core.settings import settings
+from workers.plugins import outbound
 
 SLEEP = {"plugin": "simulate", "command": "run", "params": {"sleep_s": 1, "mode": "async"}}
 TARGET_S = 1.5
@@ -84,6 +88,27 @@ def floor_s(outside: str, n: int) -> float:
     if result["ok"] != n:
         raise RuntimeError(f"the bare script got {result['ok']} of {n} answers")
     return result["seconds"]
+
+
+def loop_cpu_ms(outside: str, calls: int = 300) -> tuple[float, float]:
+    """Event-loop CPU per call, one call at a time: (``outbound.fetch``, a shared client's GET)."""
+    settings.outbound_allow_private = True  # the stand-in is on 127.0.0.1
+    url = f"{outside}/hello"
+
+    async def per_call_ms(call: Any) -> float:
+        await call()  # the first builds what the others reuse
+        started = time.thread_time()
+        for _ in range(calls):
+            await call()
+        return 1000 * (time.thread_time() - started) / calls
+
+    async def both() -> tuple[float, float]:
+        async with httpx.AsyncClient() as shared:
+            guarded = await per_call_ms(lambda: outbound.fetch(url, timeout_s=30))
+            bare = await per_call_ms(lambda: shared.get(url))
+        return guarded, bare
+
+    return asyncio.run(both())
 
 
 def terminal(st: Stack) -> int:
@@ -134,6 +159,9 @@ def outbound_rows(args: Any, report: Report) -> None:
         floor = report.add(
             Row(f"{n:,} GETs, bare asyncio, one shared httpx.AsyncClient", floor_s(outside, n), "s")
         )
+        guarded, bare = loop_cpu_ms(outside)
+        figure = "event-loop CPU per http call, one at a time, in process (outbound.fetch)"
+        report.add(Row(figure, guarded, "ms", bare, "shared client", "< 1 ms", guarded < 1))
         chat = {"messages": [{"role": "user", "content": "hi"}]}
         runs = [  # name, what to run, the server's counter, figure, baseline
             ("http", {"url": f"{outside}/hello"}, "hello", "http GETs answered at once", (floor.value, "floor")),

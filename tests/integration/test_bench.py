@@ -32,6 +32,7 @@ FIGURES = {
     "io_concurrency": [
         "async sleep",
         "GETs, bare asyncio, one shared httpx.AsyncClient",
+        "event-loop CPU per http call",
         "http GETs answered at once, one worker",
         "http runs that ran more than once",
         "event-loop lag p99 during the http runs",
