@@ -440,6 +440,37 @@ def test_idle_clients_past_max_closed_least_recently_used_host_first(
     assert (example_closed, blog_closed) == (False, True)
 
 
+def test_client_in_use_is_not_among_the_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only idle client of example.com taken by a call, other hosts' clients come and go."""
+    monkeypatch.setattr(outbound_pool, "MAX_IDLE", 1)
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/slow":
+            await release.wait()
+        return httpx.Response(200, text=request.headers["host"])
+
+    monkeypatch.setattr(outbound, "transport", httpx.MockTransport(handler))
+
+    async def run() -> tuple[list[outbound_pool.Key], list[outbound_pool.Key]]:
+        nonlocal release
+        release = asyncio.Event()
+        await get("https://example.com/")()
+        slow = asyncio.ensure_future(get("https://example.com/slow")())
+        await asyncio.sleep(0.01)
+        await get("https://blog.example/")()
+        await get("https://news.example/")()
+        during = list(outbound._clients().idle())
+        release.set()
+        await slow
+        return during, list(outbound._clients().idle())
+
+    assert asyncio.run(run()) == (
+        [("https", PUBLIC, 443, "news.example")],
+        [("https", PUBLIC, 443, "example.com")],
+    )
+
+
 def test_clients_idle_too_long_closed(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outbound_pool, "IDLE_S", 0.0)
     serve(ok)

@@ -83,6 +83,8 @@ class LoopClients:
         if kept:
             client = kept.pop()[1]
             self._count -= 1
+            if not kept:
+                del self._idle[key]
         else:
             client = self._new_client()
         try:
