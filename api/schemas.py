@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.models import EventKind, ExecutionStatus
+from core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
 from core.settings import MAX_TIMEOUT_S, settings
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -57,7 +57,7 @@ class ExecutionCreate(BaseModel):
     plugin: Name = Field(examples=["echo"])
     command: Name = Field(examples=["echo"])
     params: Params = Field(default_factory=dict, examples=[{"hello": "world"}])
-    priority: int = Field(5, ge=0, le=9, description="0–9, 9 runs first.")
+    priority: int = Field(DEFAULT_PRIORITY, ge=0, le=9, description="0–9, 9 runs first.")
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, description="Defaults to the server's.")
     max_retries: int | None = Field(None, ge=0, le=100, description="Retries after the first attempt.")
     idempotency_key: IdempotencyKey | None = Field(
@@ -190,7 +190,7 @@ class ScheduleFields(BaseModel):
     overlap_policy: OverlapPolicy = Field(
         "allow", description="`skip` a slot while the previous run of this schedule is still live."
     )
-    priority: int = Field(5, ge=0, le=9)
+    priority: int = Field(DEFAULT_PRIORITY, ge=0, le=9)
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
 

@@ -56,14 +56,14 @@ def prepare(
             metrics.count_rejected([i.plugin for i in items])
             raise
         specs.append(
-            store.NewExecution(
-                plugin=item.plugin,
-                command=item.command,
-                params=item.params,
+            store.NewExecution.with_defaults(
+                item.plugin,
+                item.command,
+                item.params,
                 queue=entry.queue,
                 priority=item.priority,
-                timeout_s=item.timeout_s or settings.default_timeout_s,
-                max_retries=settings.default_max_retries if item.max_retries is None else item.max_retries,
+                timeout_s=item.timeout_s,
+                max_retries=item.max_retries,
                 idempotency_key=idempotency_key or item.idempotency_key,
                 owner=owner,
             )

@@ -32,6 +32,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # The owner of what the bootstrap admin key (AGENTQ_ADMIN_API_KEY) creates.
 ADMIN_OWNER = "admin"
+# An execution's priority when its request names none: 0..9, 9 runs first.
+DEFAULT_PRIORITY = 5
 
 
 def utcnow() -> datetime:
@@ -166,7 +168,7 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     missed_policy: Mapped[str16] = mapped_column(default="skip")
     overlap_policy: Mapped[str16] = mapped_column(default="allow")
-    priority: Mapped[int] = mapped_column(default=5)
+    priority: Mapped[int] = mapped_column(default=DEFAULT_PRIORITY)
     timeout_s: Mapped[float | None]
     max_retries: Mapped[int | None]
     next_run_at: Mapped[datetime | None]  # None while disabled

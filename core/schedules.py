@@ -112,14 +112,14 @@ log = logging.getLogger("agentq.schedules")
 
 
 def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
-    return store.NewExecution(
-        plugin=schedule.plugin,
-        command=schedule.command,
-        params=schedule.params,
+    return store.NewExecution.with_defaults(
+        schedule.plugin,
+        schedule.command,
+        schedule.params,
         queue=schedule.queue,
         priority=schedule.priority,
-        timeout_s=schedule.timeout_s or settings.default_timeout_s,
-        max_retries=settings.default_max_retries if schedule.max_retries is None else schedule.max_retries,
+        timeout_s=schedule.timeout_s,
+        max_retries=schedule.max_retries,
         schedule_id=schedule.id,
         slot_at=slot,
         owner=schedule.owner,

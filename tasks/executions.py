@@ -9,8 +9,8 @@ from celery.exceptions import Reject
 
 from core import queue, store
 from core.errors import DatabaseUnavailable
+from core.models import DEFAULT_PRIORITY
 from core.queue import ARGS_SHOWN, RUN_EXECUTION, SUBMIT_EXECUTION, app
-from core.settings import settings
 from workers.process import registry, runtime
 from workers.runtime import ShuttingDown
 
@@ -75,21 +75,12 @@ def failure_summary(statuses: dict[str, str], error_types: dict[str, str]) -> st
 
 
 @app.task(name=SUBMIT_EXECUTION)
-def submit_execution(plugin: str, command: str, params: dict[str, Any], priority: int = 5) -> str:
+def submit_execution(
+    plugin: str, command: str, params: dict[str, Any], priority: int = DEFAULT_PRIORITY
+) -> str:
     """Create and queue an execution (for static beat entries)."""
     found, _ = registry().command(plugin, command)
-    (submitted,) = store.create_executions(
-        [
-            store.NewExecution(
-                plugin=plugin,
-                command=command,
-                params=params,
-                queue=found.queue or settings.default_queue,
-                priority=priority,
-                timeout_s=settings.default_timeout_s,
-                max_retries=settings.default_max_retries,
-            )
-        ]
-    )
+    spec = store.NewExecution.with_defaults(plugin, command, params, queue=found.queue, priority=priority)
+    (submitted,) = store.create_executions([spec])
     queue.publish([submitted.execution])
     return submitted.execution.id

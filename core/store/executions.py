@@ -17,7 +17,7 @@ from ulid import ULID
 
 from core.db import autocommit_scope, session_scope
 from core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
-from core.models import ADMIN_OWNER, Execution, ExecutionStatus, utcnow
+from core.models import ADMIN_OWNER, DEFAULT_PRIORITY, Execution, ExecutionStatus, utcnow
 from core.settings import settings
 from core.store._plans import Plan, run, run_on_loop
 from core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
@@ -42,6 +42,38 @@ class NewExecution:
     schedule_id: str | None = None
     slot_at: datetime | None = None
     owner: str = ADMIN_OWNER
+
+    @classmethod
+    def with_defaults(
+        cls,
+        plugin: str,
+        command: str,
+        params: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        schedule_id: str | None = None,
+        slot_at: datetime | None = None,
+        owner: str = ADMIN_OWNER,
+    ) -> "NewExecution":
+        """A new execution, the server's defaults filling what its request left out (None):
+        every creator (the API, schedules, static beat entries) goes through here."""
+        return cls(
+            plugin,
+            command,
+            params,
+            queue=queue or settings.default_queue,
+            priority=DEFAULT_PRIORITY if priority is None else priority,
+            timeout_s=timeout_s or settings.default_timeout_s,
+            max_retries=settings.default_max_retries if max_retries is None else max_retries,
+            idempotency_key=idempotency_key,
+            schedule_id=schedule_id,
+            slot_at=slot_at,
+            owner=owner,
+        )
 
 
 @dataclass
