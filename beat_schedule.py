@@ -1,6 +1,7 @@
-"""What ``celery beat`` fires: the static entries below, and the schedules in the database.
+"""What ``celery beat`` fires beyond its static entries (``core.queue.BEAT_SCHEDULE``): the
+schedules in the database.
 
-``celery -A workers.app beat`` runs ``DatabaseScheduler`` (set in ``workers/app.py``):
+``celery -A workers.app beat`` runs ``DatabaseScheduler`` (the app's ``beat_scheduler``):
 every tick it fires the database schedules that are due, so an edit made through the
 API takes effect within a tick, without a restart. Only one beat is active: it holds a
 Redis lock that it renews each tick; a standby takes the lock over when it expires.
@@ -18,24 +19,10 @@ from celery.beat import Scheduler
 from redis.exceptions import LockError
 
 from core.models import utcnow
-from core.queue import PURGE_EXECUTIONS, REAP_EXECUTIONS, SUBMIT_EXECUTION
 from core.schedules import fire_due
 from core.settings import settings
 
 log = logging.getLogger("agentq.beat")
-
-beat_schedule: dict[str, dict[str, Any]] = {
-    # Publish again what was never published, lost its retry, or lost its worker.
-    "reap-expired-leases": {"task": REAP_EXECUTIONS, "schedule": settings.reaper_interval_s},
-    # Delete executions older than AGENTQ_RETENTION_DAYS, in small batches.
-    "purge-old-executions": {"task": PURGE_EXECUTIONS, "schedule": 3600.0},
-    # A harmless example agent: echo a heartbeat every 10 minutes.
-    "example-heartbeat-agent": {
-        "task": SUBMIT_EXECUTION,
-        "schedule": 600.0,
-        "kwargs": {"plugin": "echo", "command": "echo", "params": {"agent": "heartbeat"}},
-    },
-}
 
 
 class Leadership:

@@ -1,4 +1,9 @@
-"""kombu's Redis transport, with one Redis client per channel instead of one per command.
+"""kombu's Redis transport as agentq uses it: every change agentq makes to kombu is here.
+
+- One Redis client per channel instead of one per command (``Transport``).
+- A channel whose connection was closed fails with a connection error, which Celery
+  recovers from, rather than an ``AttributeError``, which kills the worker (on every
+  kombu Redis channel, ``rediss://`` too).
 
 kombu's Redis channel builds a new ``redis.Redis`` for each command it sends outside its
 consuming connection: every task message published and every event (task-sent,
@@ -10,8 +15,17 @@ in any thread; it is rebuilt when the channel replaces its pool (after a fork, o
 
 from typing import Any
 
+import redis as redis_py
 from kombu import transport
 from kombu.transport import redis
+
+# The transport keeps priority p of queue q in the Redis list "q" (p == 0) or "q:p".
+QUEUE_SEP = ":"
+
+
+def queue_keys(queue: str, priority_levels: int) -> list[str]:
+    """The Redis lists that hold the messages of ``queue``, one per priority."""
+    return [queue] + [f"{queue}{QUEUE_SEP}{p}" for p in range(1, priority_levels)]
 
 
 class Channel(redis.Channel):
@@ -30,8 +44,29 @@ class Transport(redis.Transport):
     Channel = Channel
 
 
-def serve_redis_urls() -> None:
-    """Make ``redis://`` broker URLs use this transport, in this process.
+_connparams = redis.Channel._connparams
+
+
+def _connparams_of_open_channel(self: redis.Channel, asynchronous: bool = False) -> Any:
+    # After a lost Redis connection, kombu may reach for a channel whose connection was
+    # already released (restoring unacked messages while closing it, or acking a run that
+    # ended meanwhile) and die on AttributeError, killing the worker (celery/celery#10205).
+    # A connection error instead lets Celery log it and reconnect; an unacked message comes
+    # back after the visibility timeout and the claim skips it.
+    if getattr(self.connection, "client", None) is None:
+        raise redis_py.ConnectionError("the broker connection of this channel was closed")
+    return _connparams(self, asynchronous)  # type: ignore[no-untyped-call]
+
+
+def install() -> None:
+    """Apply this module to kombu, in this process (``core/queue.py`` calls it, before the
+    Celery app is made)."""
+    _serve_redis_urls()
+    redis.Channel._connparams = _connparams_of_open_channel  # type: ignore[method-assign]
+
+
+def _serve_redis_urls() -> None:
+    """Make ``redis://`` broker URLs use this transport.
 
     Registered under kombu's own alias rather than set as Celery's ``broker_transport``:
     a connection then still reads ``redis://host:6379/0``, which is how Flower tells a

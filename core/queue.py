@@ -1,7 +1,9 @@
-"""The Celery app (configuration only), task names, and publishing executions by name.
+"""The Celery app and all of its configuration, task names, and publishing executions by name.
 
-The API and beat import this module, never ``tasks/`` or ``workers/``: they send tasks by
-name, so they carry no plugin code.
+Every Celery setting is here, the worker's and beat's too: API, worker, beat and Flower
+make the same app. The API and beat import this module, never ``tasks/`` or
+``workers/``: they send tasks by name, so they carry no plugin code. A worker or beat
+imports the tasks when it starts (the app's ``include``).
 """
 
 import logging
@@ -17,13 +19,15 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core import broker, store
 from core.errors import BrokerUnavailable
-from core.models import Execution, utcnow
+from core.models import DEFAULT_PRIORITY, Execution, utcnow
 from core.settings import settings
 
 RUN_EXECUTION = "agentq.run_execution"
 SUBMIT_EXECUTION = "agentq.submit_execution"
 REAP_EXECUTIONS = "agentq.reap_executions"
 PURGE_EXECUTIONS = "agentq.purge_executions"
+# The modules that register those tasks, imported by a worker or beat as it starts.
+TASK_MODULES = ["tasks.executions", "tasks.maintenance"]
 
 # Housekeeping that beat fires every few seconds. It sends no task events (neither
 # task-sent nor the worker's), so Flower's task list holds executions only.
@@ -44,6 +48,21 @@ def broker_priority(priority: int) -> int:
     return priority
 
 
+# Beat's static entries; beat_schedule.py's scheduler adds the schedules in the database.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Publish again what was never published, lost its retry, or lost its worker.
+    "reap-expired-leases": {"task": REAP_EXECUTIONS, "schedule": settings.reaper_interval_s},
+    # Delete executions older than AGENTQ_RETENTION_DAYS, in small batches.
+    "purge-old-executions": {"task": PURGE_EXECUTIONS, "schedule": 3600.0},
+    # A harmless example agent: echo a heartbeat every 10 minutes.
+    "example-heartbeat-agent": {
+        "task": SUBMIT_EXECUTION,
+        "schedule": 600.0,
+        "kwargs": {"plugin": "echo", "command": "echo", "params": {"agent": "heartbeat"}},
+    },
+}
+
+
 def celery_config() -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
@@ -54,7 +73,7 @@ def celery_config() -> dict[str, Any]:
             "unacked_restore_interval": settings.broker_restore_sweep_s,
             "unacked_restore_throttle": 1,
             "priority_steps": list(range(PRIORITY_LEVELS)),
-            "sep": ":",
+            "sep": broker.QUEUE_SEP,
             "queue_order_strategy": "priority",
         },
         "task_serializer": "json",
@@ -65,13 +84,19 @@ def celery_config() -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": 1,
-        "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": settings.default_queue,
         "task_queue_max_priority": PRIORITY_LEVELS - 1,
-        "task_default_priority": broker_priority(5),
+        "task_default_priority": broker_priority(DEFAULT_PRIORITY),
+        # A thread pool: sync commands run on its threads; async commands share one event
+        # loop per process (workers/runtime.py), so one process holds many I/O-bound runs.
+        "worker_pool": "threads",
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
+        "beat_schedule": BEAT_SCHEDULE,
+        "beat_scheduler": "beat_schedule:DatabaseScheduler",
         "enable_utc": True,
         "timezone": "UTC",
     }
@@ -85,9 +110,8 @@ class AMQP(amqp.AMQP):  # type: ignore[misc]
         return message._replace(sent_event=None) if name in MAINTENANCE_TASKS else message
 
 
-# redis:// is kombu's Redis transport with a Redis client per channel (core/broker.py).
-broker.serve_redis_urls()
-app = Celery("agentq", amqp=AMQP)
+broker.install()  # kombu as agentq runs it (core/broker.py), before the app connects
+app = Celery("agentq", amqp=AMQP, include=TASK_MODULES)
 app.config_from_object(celery_config())
 
 

@@ -1,0 +1,91 @@
+"""One home per concern: the Celery app and its configuration (``core/queue.py``), kombu's
+patches (``core/broker.py``), and packages that import each other one way only."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import redis
+from kombu.transport import redis as kombu_redis
+
+from core import broker, queue
+from core.settings import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What each package of the running system may import of the others: core is below
+# everything; the API and the worker never import each other; the tasks sit on top.
+MAY_IMPORT = {
+    "core": set(),
+    "api": {"core"},
+    "workers": {"core", "agentq"},  # agentq: the plugin SDK, which built-in plugins use
+    "tasks": {"core", "workers"},
+    "beat_schedule": {"core"},
+}
+
+
+def test_the_worker_and_beat_settings_are_the_apps_own() -> None:
+    conf = queue.app.conf
+    assert conf.worker_pool == "threads"
+    assert conf.worker_concurrency == settings.worker_concurrency
+    assert conf.beat_scheduler == "beat_schedule:DatabaseScheduler"
+    assert {entry["task"] for entry in conf.beat_schedule.values()} == {
+        queue.REAP_EXECUTIONS,
+        queue.PURGE_EXECUTIONS,
+        queue.SUBMIT_EXECUTION,
+    }
+    assert conf.include == queue.TASK_MODULES
+
+
+def test_the_worker_app_registers_its_tasks_through_include_only() -> None:
+    script = (
+        "import sys, workers.app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tasks'))\n"
+        "workers.app.app.loader.import_default_modules()\n"
+        "print(sorted(t for t in workers.app.app.tasks if t.startswith('agentq.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+
+    assert out[0] == "[]"  # importing the worker's app imports no task module
+    assert out[1] == repr(
+        sorted([queue.PURGE_EXECUTIONS, queue.REAP_EXECUTIONS, queue.RUN_EXECUTION, queue.SUBMIT_EXECUTION])
+    )
+
+
+def _imports(source: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_packages_import_each_other_one_way(package: str) -> None:
+    ours = {*MAY_IMPORT, "agentq"}
+    sources = (
+        [ROOT / f"{package}.py"] if (ROOT / f"{package}.py").exists() else (ROOT / package).rglob("*.py")
+    )
+    imported = {
+        (name, str(source.relative_to(ROOT)))
+        for source in sources
+        for name in _imports(source) & ours
+        if name != package
+    }
+    assert {(name, where) for name, where in imported if name not in MAY_IMPORT[package]} == set()
+
+
+def test_a_channel_whose_connection_was_closed_raises_a_connection_error() -> None:
+    # core.queue applied core/broker.py to kombu when it made the app.
+    assert kombu_redis.Channel._connparams is broker._connparams_of_open_channel
+    closed = SimpleNamespace(connection=SimpleNamespace(client=None))
+
+    with pytest.raises(redis.ConnectionError):
+        kombu_redis.Channel._connparams(closed)  # type: ignore[no-untyped-call, arg-type]
