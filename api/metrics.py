@@ -8,8 +8,7 @@ Three sources, each correct however many API and worker processes there are:
   answers with the sum.
 - read at scrape time: executions by status (the database), messages waiting per queue
   (Redis lengths of each queue's priority lists).
-- recorded by the workers into Redis (``workers/metrics.py`` writes the layout read
-  below): finished attempts by plugin and status, their duration histogram, and the
+- recorded by the workers into Redis (``core/metrics_layout.py``): finished attempts by plugin and status, their duration histogram, and the
   seconds each plugin held a worker's event loop.
 """
 
@@ -26,22 +25,23 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from api.catalog import catalog
-from core import store
+from core import broker, store
+from core.metrics_layout import (
+    BUCKETS_S,
+    COUNT_FIELD,
+    FINISHED_KEY,
+    LOOP_BLOCKED_KEY,
+    OVERFLOW_FIELD,
+    PLUGINS_KEY,
+    SUM_FIELD,
+    duration_key,
+    plugin_and_status,
+)
 from core.models import ExecutionStatus
 from core.queue import PRIORITY_LEVELS
 from core.settings import settings
 
 log = logging.getLogger("agentq.api.metrics")
-
-# The workers' layout in Redis (see workers/metrics.py, which the API does not import).
-PREFIX = "agentq:metrics"
-PLUGINS_KEY = f"{PREFIX}:plugins"
-FINISHED_KEY = f"{PREFIX}:finished"
-LOOP_BLOCKED_KEY = f"{PREFIX}:loop_blocked"
-# The workers' duration buckets (workers/metrics.py BUCKETS_S): every series shows them all.
-BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-# kombu's Redis transport keeps priority p of queue q in list "q" (p == 0) or "q:p".
-QUEUE_SEP = ":"
 
 SUBMISSIONS = Counter(
     "agentq_submissions",
@@ -86,10 +86,6 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def queue_keys(queue: str) -> list[str]:
-    return [queue] + [f"{queue}{QUEUE_SEP}{p}" for p in range(1, PRIORITY_LEVELS)]
-
-
 class StateCollector(Collector):
     """Reads the database and Redis at scrape time; a source that fails is left out."""
 
@@ -128,7 +124,7 @@ class StateCollector(Collector):
         queues = sorted({settings.default_queue} | offered)
         pipe = _redis(settings.broker_url).pipeline(transaction=False)
         for queue in queues:
-            for key in queue_keys(queue):
+            for key in broker.queue_keys(queue, PRIORITY_LEVELS):
                 pipe.llen(key)
         lengths = pipe.execute()
         family = GaugeMetricFamily(
@@ -145,7 +141,7 @@ class StateCollector(Collector):
         plugins = sorted(p.decode() for p in cast(set[bytes], client.smembers(PLUGINS_KEY)))
         pipe = client.pipeline(transaction=False)
         for plugin in plugins:
-            pipe.hgetall(f"{PREFIX}:duration:{plugin}")
+            pipe.hgetall(duration_key(plugin))
         pipe.hgetall(FINISHED_KEY)
         pipe.hgetall(LOOP_BLOCKED_KEY)
         *durations, finished, blocked = pipe.execute()
@@ -166,7 +162,7 @@ class StateCollector(Collector):
             labels=["plugin", "status"],
         )
         for field, value in sorted(finished.items()):
-            plugin, _, status = field.decode().rpartition("/")
+            plugin, status = plugin_and_status(field.decode())
             counter.add_metric([plugin, status], int(value))
         yield counter
 
@@ -183,11 +179,11 @@ class StateCollector(Collector):
 
 def histogram_buckets(fields: dict[str, str]) -> tuple[list[tuple[str, float]], int, float]:
     """Cumulative Prometheus buckets from the per-bucket counts the workers keep."""
-    count = int(fields.get("count", 0))
-    total = float(fields.get("sum", 0))
+    count = int(fields.get(COUNT_FIELD, 0))
+    total = float(fields.get(SUM_FIELD, 0))
     per_bucket = dict.fromkeys(map(float, BUCKETS_S), 0)
     for field, n in fields.items():
-        if field not in ("count", "sum", "+Inf"):
+        if field not in (COUNT_FIELD, SUM_FIELD, OVERFLOW_FIELD):
             per_bucket[float(field)] = per_bucket.get(float(field), 0) + int(n)
     buckets: list[tuple[str, float]] = []
     running = 0

@@ -1,19 +1,9 @@
 """What a worker measures: each execution's outcome and duration, stalls of its event
 loop, and its own memory.
 
-Workers are many processes on many hosts, so they do not serve metrics themselves:
-each finished attempt adds to counters in Redis, which every API process reads and
-serves on ``/metrics`` (``api/metrics.py``). The layout, under ``agentq:metrics:``:
-
-``plugins``            set of plugin names seen
-``duration:<plugin>``  hash: ``<upper bound in s>`` or ``+Inf`` -> attempts in that bucket
-                       (not cumulative), plus ``count`` and ``sum`` (seconds)
-``finished``           hash: ``<plugin>/<status>`` -> attempts
-``loop_blocked``       hash: ``<plugin>`` -> seconds the plugin held its worker's event
-                       loop in stalls past ``AGENTQ_LOOP_BLOCKED_S`` (``(none)``: no run
-                       was on the loop)
-
-The runtime reports the attempts it records together, in one pipeline.
+Each finished attempt adds to counters in Redis (``core/metrics_layout.py``), which every
+API process serves on ``/metrics``. The runtime reports the attempts it records together,
+in one pipeline.
 """
 
 import logging
@@ -27,29 +17,19 @@ from functools import cache
 
 import redis
 
+from core.metrics_layout import (
+    COUNT_FIELD,
+    FINISHED_KEY,
+    LOOP_BLOCKED_KEY,
+    PLUGINS_KEY,
+    SUM_FIELD,
+    bucket_of,
+    duration_key,
+    finished_field,
+)
 from core.settings import settings
 
-PREFIX = "agentq:metrics"
-PLUGINS_KEY = f"{PREFIX}:plugins"
-FINISHED_KEY = f"{PREFIX}:finished"
-LOOP_BLOCKED_KEY = f"{PREFIX}:loop_blocked"
-NO_PLUGIN = "(none)"
-# From a 10 ms echo to an hour-long run (timeout_s is at most 3600).
-BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-
 log = logging.getLogger("agentq.executions")
-
-
-def duration_key(plugin: str) -> str:
-    return f"{PREFIX}:duration:{plugin}"
-
-
-def bucket_of(duration_s: float) -> str:
-    """The field of the smallest bucket that holds ``duration_s``."""
-    for bound in BUCKETS_S:
-        if duration_s <= bound:
-            return f"{bound:g}"
-    return "+Inf"
 
 
 @dataclass(frozen=True)
@@ -103,8 +83,8 @@ def record(attempts: Sequence[Finished], client: redis.Redis | None = None) -> N
     for a in attempts:
         key = duration_key(a.plugin)
         counts[(key, bucket_of(a.duration_s))] += 1
-        counts[(key, "count")] += 1
-        counts[(FINISHED_KEY, f"{a.plugin}/{a.status}")] += 1
+        counts[(key, COUNT_FIELD)] += 1
+        counts[(FINISHED_KEY, finished_field(a.plugin, a.status))] += 1
         sums[key] += a.duration_s
     try:
         # One MULTI: a scrape never sees a bucket counted but not the total.
@@ -113,7 +93,7 @@ def record(attempts: Sequence[Finished], client: redis.Redis | None = None) -> N
         for (key, field), n in counts.items():
             pipe.hincrby(key, field, n)
         for key, total in sums.items():
-            pipe.hincrbyfloat(key, "sum", total)
+            pipe.hincrbyfloat(key, SUM_FIELD, total)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("execution metrics not recorded: %s", exc)

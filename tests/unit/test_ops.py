@@ -15,7 +15,7 @@ from pydantic import AliasChoices
 
 from api import metrics as api_metrics
 from api.routes.health import Readiness
-from core import logs
+from core import broker, logs, metrics_layout
 from core.settings import Settings
 from workers import metrics as worker_metrics
 
@@ -232,25 +232,20 @@ def test_worker_counters_reach_the_api_collector(monkeypatch: pytest.MonkeyPatch
     assert finished == {("echo", "succeeded"): 2, ("echo", "timed_out"): 1}
 
 
-def test_redis_layout_is_the_same_on_both_sides() -> None:
-    assert (api_metrics.PREFIX, api_metrics.PLUGINS_KEY, api_metrics.FINISHED_KEY) == (
-        worker_metrics.PREFIX,
-        worker_metrics.PLUGINS_KEY,
-        worker_metrics.FINISHED_KEY,
-    )
-    assert worker_metrics.duration_key("echo") == f"{api_metrics.PREFIX}:duration:echo"
-    assert api_metrics.BUCKETS_S == worker_metrics.BUCKETS_S
-
-
 def test_bucket_of_picks_the_smallest_bucket() -> None:
-    assert worker_metrics.bucket_of(0) == "0.01"
-    assert worker_metrics.bucket_of(0.01) == "0.01"
-    assert worker_metrics.bucket_of(0.011) == "0.05"
-    assert worker_metrics.bucket_of(3601) == "+Inf"
+    assert metrics_layout.bucket_of(0) == "0.01"
+    assert metrics_layout.bucket_of(0.01) == "0.01"
+    assert metrics_layout.bucket_of(0.011) == "0.05"
+    assert metrics_layout.bucket_of(3601) == "+Inf"
+
+
+def test_a_finished_field_names_its_plugin_and_status() -> None:
+    field = metrics_layout.finished_field("team/echo", "timed_out")
+    assert metrics_layout.plugin_and_status(field) == ("team/echo", "timed_out")
 
 
 def test_queue_keys_follow_kombu_priority_lists() -> None:
-    assert api_metrics.queue_keys("agentq") == ["agentq"] + [f"agentq:{p}" for p in range(1, 10)]
+    assert broker.queue_keys("agentq", 10) == ["agentq"] + [f"agentq:{p}" for p in range(1, 10)]
 
 
 def test_memory_limit() -> None:
