@@ -37,8 +37,8 @@ STEPS = [
     ),
     ("notify (Redis PUBLISH)", re.compile(r"^core/notify\.py")),
     ("plugin (echo)", re.compile(r"^workers/plugins/")),
-    ("worker metrics / signals", re.compile(r"^workers/(metrics|app)\.py")),
-    ("runtime (rest)", re.compile(r"^workers/runtime\.py")),
+    ("worker metrics / signals", re.compile(r"^workers/(metrics|app|stalls)\.py")),
+    ("runtime (rest)", re.compile(r"^workers/(runtime|attempt|outcomes|recorder|heartbeat)\.py")),
     ("task shell", re.compile(r"^tasks/executions\.py")),
 ]
 PACKAGES = [

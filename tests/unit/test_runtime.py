@@ -7,24 +7,25 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from core.metrics_layout import NO_PLUGIN
 from core.models import EventKind
 from core.models import ExecutionStatus as S
 from core.settings import settings
-from workers import metrics, runtime
+from workers import attempt as attempt_module
+from workers import heartbeat, metrics, outcomes, stalls
+from workers.attempt import Attempt, StopReason
+from workers.outcomes import backoff_s
 from workers.plugins.base import Context, Interrupted
-from workers.plugins.registry import Registry
-from workers.runtime import Attempt, backoff_s
 
 
 def make_attempt() -> Attempt:
     row = SimpleNamespace(id="01TEST", attempts=1, log_lines=0)
-    return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+    return Attempt(row)  # type: ignore[arg-type]
 
 
 def test_interrupt_stops_a_sync_loop_that_never_checks_ctx() -> None:
@@ -44,7 +45,7 @@ def test_interrupt_stops_a_sync_loop_that_never_checks_ctx() -> None:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     time.sleep(0.2)
-    attempt.interrupt("timed_out")
+    attempt.interrupt(StopReason.TIMED_OUT)
     thread.join(5)
 
     assert not thread.is_alive()
@@ -70,7 +71,7 @@ def test_a_run_that_ended_is_freed_without_a_garbage_collection() -> None:
 
 def test_interrupt_before_start_never_runs_the_command() -> None:
     attempt = make_attempt()
-    attempt.interrupt("cancelled")
+    attempt.interrupt(StopReason.CANCELLED)
     ran = []
 
     with pytest.raises(Interrupted):
@@ -83,7 +84,7 @@ def test_no_interrupt_leaks_after_the_command_returned() -> None:
     attempt = make_attempt()
 
     assert attempt.run_sync(lambda: 42) == 42
-    attempt.interrupt("cancelled")  # the thread left the command: nothing is raised in it
+    attempt.interrupt(StopReason.CANCELLED)  # the thread left the command: nothing is raised in it
     time.sleep(0.05)
     assert sum(range(1000)) == 499500
 
@@ -146,7 +147,7 @@ def test_log_lines_past_the_cap_leave_one_notice(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(settings, "max_log_lines", 3)
     # Given an execution whose earlier attempt logged one line
     row = SimpleNamespace(id="01TEST", attempts=2, log_lines=1)
-    attempt = Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+    attempt = Attempt(row)  # type: ignore[arg-type]
 
     for i in range(5):
         attempt.ctx.logger.info("line %d", i)
@@ -158,7 +159,7 @@ def test_log_lines_past_the_cap_leave_one_notice(monkeypatch: pytest.MonkeyPatch
 
 
 def test_progress_past_the_kept_number_keeps_the_newest_per_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "PROGRESS_EVENTS_KEPT", 2)
+    monkeypatch.setattr(attempt_module, "PROGRESS_EVENTS_KEPT", 2)
     attempt = make_attempt()
 
     for percent in (10, 20, 30, 40):
@@ -191,7 +192,7 @@ def test_events_put_back_after_a_failed_write_go_first() -> None:
 
 def test_an_async_command_stopped_before_it_starts_is_never_called() -> None:
     attempt = make_attempt()
-    attempt.interrupt(runtime.HAND_BACK)
+    attempt.interrupt(StopReason.HAND_BACK)
     calls = []
 
     async def command() -> None:
@@ -207,30 +208,22 @@ def test_an_async_command_stopped_before_it_starts_is_never_called() -> None:
     assert calls == []  # not even its coroutine was made, so none is left unawaited
 
 
-@pytest.fixture
-def idle_runtime() -> Iterator[runtime.Runtime]:
-    """A runtime not started: its methods, without its threads."""
-    made = runtime.Runtime(Registry(), worker="test:1")
-    yield made
-    made.loop.close()
-
-
 def held(attempts: int, max_retries: int, timeout_s: float = 60) -> Attempt:
     row = SimpleNamespace(
         id="01TEST", attempts=attempts, max_retries=max_retries, log_lines=0, timeout_s=timeout_s
     )
-    return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+    return Attempt(row)  # type: ignore[arg-type]
 
 
-def test_a_run_handed_back_runs_again_while_attempts_are_left(idle_runtime: runtime.Runtime) -> None:
-    recording = idle_runtime._recording(held(2, max_retries=2), S.RETRYING, None, None)
+def test_a_run_handed_back_runs_again_while_attempts_are_left() -> None:
+    recording = outcomes.recording(held(2, max_retries=2), S.RETRYING, None, None)
 
     assert recording.hand_back
     assert recording.finish is not None and recording.finish.status is S.RETRYING
 
 
-def test_a_run_handed_back_on_its_last_attempt_fails(idle_runtime: runtime.Runtime) -> None:
-    recording = idle_runtime._recording(held(3, max_retries=2), S.RETRYING, None, None)
+def test_a_run_handed_back_on_its_last_attempt_fails() -> None:
+    recording = outcomes.recording(held(3, max_retries=2), S.RETRYING, None, None)
 
     assert not recording.hand_back and recording.retry_in_s is None
     assert recording.finish is not None and recording.finish.status is S.FAILED
@@ -239,13 +232,11 @@ def test_a_run_handed_back_on_its_last_attempt_fails(idle_runtime: runtime.Runti
     assert "attempt 3, the last one max_retries=2 allows" in recording.finish.error["message"]
 
 
-def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop(
-    idle_runtime: runtime.Runtime,
-) -> None:
+def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop() -> None:
     late, on_time = held(1, 0, timeout_s=0.01), held(1, 0, timeout_s=60)
     time.sleep(0.05)
 
-    idle_runtime._finish_stuck({("late", 1): late, ("on-time", 1): on_time})
+    heartbeat.finish_stuck([late, on_time])
 
     assert late.stop_reason == "timed_out" and late.ctx.cancelled
     assert on_time.stop_reason is None
@@ -253,7 +244,7 @@ def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop(
 
 def fake_run(execution_id: str, plugin: str, command: str) -> Attempt:
     row = SimpleNamespace(id=execution_id, attempts=1, log_lines=0, plugin=plugin, command=command)
-    return Attempt(row, runtime=SimpleNamespace(loop=None))  # type: ignore[arg-type]
+    return Attempt(row)  # type: ignore[arg-type]
 
 
 def test_a_stall_is_logged_once_naming_the_command_and_counted_per_plugin(
@@ -264,7 +255,7 @@ def test_a_stall_is_logged_once_naming_the_command_and_counted_per_plugin(
     hog = fake_run("01HOG", "hog", "block")
 
     with caplog.at_level(logging.WARNING, logger="agentq.runtime"):
-        runtime._report_blocked(3.0, {hog: 3.0})
+        stalls.report_blocked(3.0, {hog: 3.0})
 
     (record,) = caplog.records
     assert record.getMessage() == (
@@ -284,11 +275,11 @@ def test_a_stall_shared_by_many_runs_names_each_command_once(
     runs[None] = 0.25
 
     with caplog.at_level(logging.WARNING, logger="agentq.runtime"):
-        runtime._report_blocked(2.0, runs)  # type: ignore[arg-type]
+        stalls.report_blocked(2.0, runs)  # type: ignore[arg-type]
 
     (record,) = caplog.records
     assert record.getMessage() == (
         "event loop held for 2.00s by plugin hog command block (3 runs) 1.50s, "
         "plugin http command get (execution 01GET, attempt 1) 0.25s, no run 0.25s"
     )
-    assert counted == [{"hog": 1.5, "http": 0.25, metrics.NO_PLUGIN: 0.25}]
+    assert counted == [{"hog": 1.5, "http": 0.25, NO_PLUGIN: 0.25}]
