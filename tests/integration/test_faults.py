@@ -142,7 +142,9 @@ def test_mysql_restart_loses_no_result(stack: Stack, private_mariadb: PrivateMar
 
     env = {**stack.env, "AGENTQ_DATABASE_URL": private_mariadb.url}
     subprocess.run([sys.executable, "-m", "agentq.cli", "migrate"], env=env, check=True, timeout=120)
-    redis_url = REDIS_URL.rsplit("/", 1)[0] + "/14"
+    # A Redis db of its own: the session's worker must not take this stack's messages.
+    base, db = REDIS_URL.rsplit("/", 1)
+    redis_url = f"{base}/{(int(db or 0) + 1) % 16}"
     with launch(private_mariadb.url, redis_url, tmp_path) as private:
         ids = [private.submit("simulate", "run", {"sleep_s": 4, "mode": "async"})["id"] for _ in range(3)]
         wait_until(lambda: all(private.get(i)["status"] == "running" for i in ids), 30, "running")
