@@ -43,25 +43,25 @@ if _own_metrics_dir:
 metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
-def on_starting(server: Any) -> None:
+def on_starting(_server: Any) -> None:
     # Files from an earlier run would be added to this run's counters.
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
 
 
-def post_fork(server: Any, worker: Any) -> None:
+def post_fork(_server: Any, _worker: Any) -> None:
     from core.db import dispose_after_fork
 
     dispose_after_fork()
 
 
-def child_exit(server: Any, worker: Any) -> None:
+def child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def on_exit(server: Any) -> None:
+def on_exit(_server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -299,7 +299,7 @@ class DevStack:
             self._stop.wait(0.2)
         return True
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         # Only flags: the main loop notices within a fraction of a second and stops in order.
         self._signals += 1
         self._stop.set()

@@ -15,7 +15,15 @@ from typing import IO
 
 HOST = "127.0.0.1"
 # ANSI colours for the name prefixes, when the terminal shows them.
-COLORS = dict(agentq="1", redis="31", migrate="35", api="32", worker="36", beat="33", flower="34")
+COLORS = {
+    "agentq": "1",
+    "redis": "31",
+    "migrate": "35",
+    "api": "32",
+    "worker": "36",
+    "beat": "33",
+    "flower": "34",
+}
 
 
 class Output:
@@ -71,7 +79,8 @@ class Child:
         self.reader.start()
 
     def _pump(self, out: Output) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         with self.proc.stdout as lines:
             for line in lines:
                 out.line(self.name, line.decode(errors="replace"))

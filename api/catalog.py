@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from core import store
@@ -30,7 +30,7 @@ class Catalog:
         self._entries: dict[tuple[str, str], PluginCommand] = {}
         # Per command: a compiled validator that accepts valid params quickly, and
         # jsonschema's, which words the problems of the others.
-        self._validators: dict[tuple[str, str], tuple[jsonschema_rs.Validator, Draft202012Validator]] = {}
+        self._validators: dict[tuple[str, str], tuple[jsonschema_rs.Validator, Validator]] = {}
 
     def entries(self) -> dict[tuple[str, str], PluginCommand]:
         if time.monotonic() - self._loaded_at > self._ttl_s:

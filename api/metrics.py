@@ -152,7 +152,7 @@ class StateCollector(Collector):
             labels=["plugin"],
         )
         for plugin, fields in zip(plugins, durations, strict=True):
-            buckets, count, total = histogram_buckets({k.decode(): v.decode() for k, v in fields.items()})
+            buckets, _count, total = histogram_buckets({k.decode(): v.decode() for k, v in fields.items()})
             histogram.add_metric([plugin], buckets, total)
         yield histogram
 

@@ -93,7 +93,7 @@ def summarize(path: Path, executions: int) -> list[tuple[str, float, float]]:
     rows = [("TOTAL busy (all threads)", 100.0, ms(total))]
     rows += [(f"step: {name}", 100 * c / total, ms(c)) for name, c in steps.most_common()]
     rows += [(f"self: {name}", 100 * c / total, ms(c)) for name, c in packages.most_common()]
-    return rows + [("(left out: idle thread samples)", 100 * waiting / total, ms(waiting))]
+    return [*rows, ("(left out: idle thread samples)", 100 * waiting / total, ms(waiting))]
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ class TextFormatter(_Masking):
         super().__init__("%(asctime)s %(levelname)-5s %(name)s: %(message)s")
         self.secrets = tuple(secrets)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         tail = " ".join(f"{k}={getattr(record, k)}" for k in FIELDS if getattr(record, k, None) is not None)
         return f"{line} [{tail}]" if tail else line

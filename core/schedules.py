@@ -87,7 +87,8 @@ def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
     the latest ``catch_up_max`` of them.
     """
     first = schedule.next_run_at
-    assert first is not None and first <= now
+    assert first is not None
+    assert first <= now
     keep = 1 if schedule.missed_policy == "skip" else catch_up_max
     if schedule.cron:
         fired: deque[datetime] = deque(maxlen=keep)

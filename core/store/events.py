@@ -213,7 +213,7 @@ def record_events(batches: Mapping[tuple[str, int], Sequence[NewEvent]]) -> set[
             rows = session.execute(
                 select(Execution.id, Execution.last_event_seq).where(Execution.id.in_(list(recorded)))
             )
-            last = {execution_id: seq for execution_id, seq in rows}
+            last = dict(rows.tuples())
             append(session, [Newest(i, events, last[i]) for i, events in recorded.items()])
     return set(recorded)
 

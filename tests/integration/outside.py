@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 RSS = """<?xml version="1.0"?>
@@ -21,8 +21,8 @@ RSS = """<?xml version="1.0"?>
 class Handler(BaseHTTPRequestHandler):
     # Keeps connections open between requests, as servers on the internet do.
     protocol_version = "HTTP/1.1"
-    chat_requests: list[dict[str, Any]] = []
-    hits: Counter[str] = Counter()  # GETs answered, by path and query
+    chat_requests: ClassVar[list[dict[str, Any]]] = []
+    hits: ClassVar[Counter[str]] = Counter()  # GETs answered, by path and query
     _hits_lock = threading.Lock()
 
     def log_message(self, *_: Any) -> None:

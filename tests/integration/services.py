@@ -60,7 +60,7 @@ class PrivateMariaDB:
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute("CREATE DATABASE agentq CHARACTER SET utf8mb4")
 
-    def connect(self) -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect(self) -> pymysql.Connection:
         return pymysql.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=2)
 
     def start(self) -> None:
@@ -70,7 +70,11 @@ class PrivateMariaDB:
             "--skip-grant-tables", "--skip-log-bin", "--max-allowed-packet=64M", "--innodb-buffer-pool-size=64M",
         ]  # fmt: skip
         self.proc = Proc(f"mariadb-{self.port}", argv, {}, self.dir)
-        wait_until(lambda: self.connect().close() is None, 60, "the private MariaDB")
+        wait_until(self._answers, 60, "the private MariaDB")
+
+    def _answers(self) -> bool:
+        self.connect().close()
+        return True
 
     def stop(self) -> None:
         if self.proc is not None:

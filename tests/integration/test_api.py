@@ -40,7 +40,8 @@ def test_compat_route_runs_news_on_the_queue(stack: Stack, outside: str) -> None
     assert [item["title"] for item in body["data"]["items"]] == ["First", "Second"]
     # It really went through the queue: the execution row exists and a worker ran it.
     row = stack.get(body["execution_id"])
-    assert row["status"] == "succeeded" and row["worker"]
+    assert row["status"] == "succeeded"
+    assert row["worker"]
 
 
 def test_compat_route_reports_plugin_failure(stack: Stack) -> None:
@@ -62,10 +63,12 @@ def test_compat_route_unknown_and_ambiguous_commands(stack: Stack) -> None:
         "/api/agent/execute", json={"command": "/hit", "params": {"path": "/tmp/x"}}
     )
 
-    assert unknown.status_code == 422 and unknown.headers["content-type"] == PROBLEM
+    assert unknown.status_code == 422
+    assert unknown.headers["content-type"] == PROBLEM
     assert "/latest" in unknown.json()["detail"]
     assert ambiguous.status_code == 422
-    assert "counter" in ambiguous.json()["detail"] and "parked" in ambiguous.json()["detail"]
+    assert "counter" in ambiguous.json()["detail"]
+    assert "parked" in ambiguous.json()["detail"]
 
 
 def test_http_plugin_fetches_a_page(stack: Stack, outside: str) -> None:
@@ -93,7 +96,8 @@ def test_unknown_plugin_lists_what_is_offered(stack: Stack) -> None:
     assert response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert {"type", "title", "status", "detail"} <= set(problem)
-    assert "echo" in problem["detail"] and "simulate" in problem["detail"]
+    assert "echo" in problem["detail"]
+    assert "simulate" in problem["detail"]
     assert problem["errors"][0]["loc"] == ["body", "plugin"]
 
 
@@ -112,7 +116,8 @@ def test_bad_params_point_at_the_field(stack: Stack) -> None:
 
     assert response.status_code == 422
     locs = [e["loc"] for e in response.json()["errors"]]
-    assert ["body", "params", "mode"] in locs and ["body", "params", "sleep_s"] in locs
+    assert ["body", "params", "mode"] in locs
+    assert ["body", "params", "sleep_s"] in locs
 
 
 def test_bad_fields_and_malformed_json(stack: Stack) -> None:
@@ -124,8 +129,10 @@ def test_bad_fields_and_malformed_json(stack: Stack) -> None:
         "/v1/executions", content=b'{"plugin": "echo",', headers={"Content-Type": "application/json"}
     )
 
-    assert out_of_range.status_code == 422 and out_of_range.json()["errors"][0]["loc"] == ["body", "priority"]
-    assert extra.status_code == 422 and extra.json()["errors"][0]["loc"] == ["body", "colour"]
+    assert out_of_range.status_code == 422
+    assert out_of_range.json()["errors"][0]["loc"] == ["body", "priority"]
+    assert extra.status_code == 422
+    assert extra.json()["errors"][0]["loc"] == ["body", "colour"]
     assert malformed.status_code == 400
     assert malformed.headers["content-type"] == PROBLEM
     assert "JSON" in malformed.json()["detail"]

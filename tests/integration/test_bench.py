@@ -64,7 +64,8 @@ def services() -> None:
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_benchmark_writes_figures(services: None, name: str, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("services")
+def test_benchmark_writes_figures(name: str, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "AGENTQ_BENCH_MYSQL_URL": DATABASE_URL,

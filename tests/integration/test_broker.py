@@ -1,9 +1,10 @@
 """The Redis transport keeps one client per channel, and messages go through it as before."""
 
-from kombu import Connection
+import pytest
+from kombu.connection import Connection
 
 from core import broker, queue
-from tests.integration.conftest import REDIS_URL
+from tests.conftest import REDIS_URL
 
 
 def test_the_celery_app_publishes_through_the_shared_client_transport() -> None:
@@ -11,8 +12,9 @@ def test_the_celery_app_publishes_through_the_shared_client_transport() -> None:
         assert isinstance(connection.transport, broker.Transport)
 
 
-def test_a_channel_keeps_its_client_until_its_pool_is_replaced(database: str) -> None:
-    with Connection(REDIS_URL, transport=broker.Transport) as connection:
+@pytest.mark.usefixtures("database")
+def test_a_channel_keeps_its_client_until_its_pool_is_replaced() -> None:
+    with Connection(REDIS_URL, transport=broker.Transport) as connection:  # type: ignore[no-untyped-call]
         messages = connection.SimpleQueue("agentq-test-broker")
         try:
             channel = messages.channel
@@ -23,7 +25,8 @@ def test_a_channel_keeps_its_client_until_its_pool_is_replaced(database: str) ->
 
             channel._disconnect_pools()  # as after a fork
             rebuilt = channel._create_client()
-            assert rebuilt is not client and rebuilt.connection_pool is channel.pool
+            assert rebuilt is not client
+            assert rebuilt.connection_pool is channel.pool
             messages.put({"n": 2})
             assert [messages.get(timeout=5).payload for _ in range(2)] == [{"n": 1}, {"n": 2}]
         finally:
@@ -35,4 +38,5 @@ def test_a_message_shows_flower_its_first_ids_and_how_many_more() -> None:
     assert queue.args_repr(["a", "b"]) == "[['a', 'b']]"
     ids = [f"id{n}" for n in range(queue.ARGS_SHOWN + 5)]
     shown = queue.args_repr(ids)
-    assert shown.startswith("[['id0', 'id1', ") and shown.endswith("'id9', … 5 more]]")
+    assert shown.startswith("[['id0', 'id1', ")
+    assert shown.endswith("'id9', … 5 more]]")

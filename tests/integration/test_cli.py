@@ -84,8 +84,10 @@ def test_cli_cancel_then_watch_and_get_exit_cancelled(stack: Stack) -> None:
 
     assert cancelled.returncode == 0, cancelled.stderr
     assert json_out(cancelled)["status"] == "cancelled"
-    assert watched.returncode == 4 and "cancelled" in watched.stdout
-    assert got.returncode == 4 and "cancelled" in got.stdout
+    assert watched.returncode == 4
+    assert "cancelled" in watched.stdout
+    assert got.returncode == 4
+    assert "cancelled" in got.stdout
 
 
 def test_cli_cancel_of_a_finished_execution_is_an_api_error(stack: Stack) -> None:
@@ -94,7 +96,8 @@ def test_cli_cancel_of_a_finished_execution_is_an_api_error(stack: Stack) -> Non
     result = agentq(stack, "cancel", done["id"], "--json")
 
     assert result.returncode == 5
-    assert "409" in result.stderr and "already ended as succeeded" in result.stderr
+    assert "409" in result.stderr
+    assert "already ended as succeeded" in result.stderr
     assert json_out(result)["status"] == 409
 
 
@@ -111,7 +114,9 @@ def test_cli_list_filters_by_status_and_plugin(stack: Stack) -> None:
     assert cancelled["id"] in [e["id"] for e in page["executions"]]
     assert {e["status"] for e in page["executions"]} == {"cancelled"}
     assert table.returncode == 0
-    assert echoed["id"] in table.stdout and "echo/echo" in table.stdout and "simulate" not in table.stdout
+    assert echoed["id"] in table.stdout
+    assert "echo/echo" in table.stdout
+    assert "simulate" not in table.stdout
 
 
 def test_cli_exit_codes_for_usage_api_and_connection_errors(stack: Stack) -> None:
@@ -122,12 +127,17 @@ def test_cli_exit_codes_for_usage_api_and_connection_errors(stack: Stack) -> Non
     unknown_plugin = agentq(stack, "submit", "nope", "x")
     unreachable = agentq(stack, "plugins", url=f"http://127.0.0.1:{free_port()}")
 
-    assert missing.returncode == 5 and "404" in missing.stderr
-    assert bad_param.returncode == 2 and "KEY=VALUE" in bad_param.stderr
+    assert missing.returncode == 5
+    assert "404" in missing.stderr
+    assert bad_param.returncode == 2
+    assert "KEY=VALUE" in bad_param.stderr
     assert bad_status.returncode == 2
-    assert bad_key.returncode == 5 and "401" in bad_key.stderr
-    assert unknown_plugin.returncode == 5 and "No worker offers plugin 'nope'" in unknown_plugin.stderr
-    assert unreachable.returncode == 6 and "Cannot reach agentq" in unreachable.stderr
+    assert bad_key.returncode == 5
+    assert "401" in bad_key.stderr
+    assert unknown_plugin.returncode == 5
+    assert "No worker offers plugin 'nope'" in unknown_plugin.stderr
+    assert unreachable.returncode == 6
+    assert "Cannot reach agentq" in unreachable.stderr
 
 
 def test_cli_plugins_and_keys(stack: Stack) -> None:
@@ -141,11 +151,15 @@ def test_cli_plugins_and_keys(stack: Stack) -> None:
 
     assert plugins.returncode == 0
     assert {"echo", "simulate"} <= {p["name"] for p in json_out(plugins)}
-    assert created.returncode == 0 and key["key"] and key["name"] == "cli-robot"
-    assert as_new_key.returncode == 0 and json_out(as_new_key)["executions"] == []
+    assert created.returncode == 0
+    assert key["key"]
+    assert key["name"] == "cli-robot"
+    assert as_new_key.returncode == 0
+    assert json_out(as_new_key)["executions"] == []
     assert key["id"] in [k["id"] for k in json_out(listed)]
     assert revoked.returncode == 0
-    assert key["id"] in table.stdout and "cli-robot" in table.stdout
+    assert key["id"] in table.stdout
+    assert "cli-robot" in table.stdout
 
 
 def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
@@ -160,10 +174,12 @@ def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
     neither = agentq(stack, "schedules", "add", "cli-bad", "echo", "echo")
 
     assert added.returncode == 0, added.stderr
-    assert schedule["interval_s"] == 3600 and schedule["params"] == {"from": "cli"}
+    assert schedule["interval_s"] == 3600
+    assert schedule["params"] == {"from": "cli"}
     assert schedule["id"] in [s["id"] for s in json_out(listed)["schedules"]]
     assert ran.returncode == 0, ran.stderr
-    assert json_out(ran)["result"] == {"from": "cli"} and json_out(ran)["schedule_id"] == schedule["id"]
+    assert json_out(ran)["result"] == {"from": "cli"}
+    assert json_out(ran)["schedule_id"] == schedule["id"]
     assert removed.returncode == 0
     assert schedule["id"] not in [s["id"] for s in json_out(gone)["schedules"]]
     assert neither.returncode == 2
@@ -197,12 +213,15 @@ def test_cli_schedules_run_and_rm_take_a_name(stack: Stack) -> None:
     assert added.returncode == 0, added.stderr
     assert ran.returncode == 0, ran.stderr
     assert json_out(ran)["schedule_id"] == schedule["id"]
-    assert removed.returncode == 0 and schedule["id"] in removed.stdout, removed.stderr
-    assert again.returncode == 5 and "No schedule has the id or name 'cli-by-name'" in again.stderr
+    assert removed.returncode == 0, removed.stderr
+    assert schedule["id"] in removed.stdout, removed.stderr
+    assert again.returncode == 5
+    assert "No schedule has the id or name 'cli-by-name'" in again.stderr
 
 
 def test_cli_without_a_key_says_to_set_it(stack: Stack) -> None:
     result = agentq(stack, "list", key="")
 
     assert result.returncode == 5
-    assert "401" in result.stderr and "set AGENTQ_API_KEY" in result.stderr
+    assert "401" in result.stderr
+    assert "set AGENTQ_API_KEY" in result.stderr

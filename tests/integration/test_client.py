@@ -37,10 +37,14 @@ def test_client_submit_follow_and_read_a_run(stack: Stack) -> None:
         resumed = list(agentq.events(execution.id, last_event_id=2))
         page = agentq.list_executions(plugin="simulate", limit=500)
 
-    assert execution.status == "queued" and execution.priority == 7
+    assert execution.status == "queued"
+    assert execution.priority == 7
     check_run_events(events)
-    assert done.status == "succeeded" and done.terminal and done.result["progress_steps"] == 4
-    assert done.progress is not None and done.progress.percent == 100.0
+    assert done.status == "succeeded"
+    assert done.terminal
+    assert done.result["progress_steps"] == 4
+    assert done.progress is not None
+    assert done.progress.percent == 100.0
     assert resumed == events[2:]
     assert execution.id in [e.id for e in page.executions]
 
@@ -59,9 +63,11 @@ def test_client_batch_wait_cancel_and_plugins(stack: Stack) -> None:
         still = agentq.wait(long.id, timeout_s=0)
         plugins = {p.name: p for p in agentq.plugins()}
 
-    assert waited.status == "succeeded" and waited.result == {"i": 1}
+    assert waited.status == "succeeded"
+    assert waited.result == {"i": 1}
     assert second.id != first.id
-    assert cancelled.status == "cancelled" and cancelled.error is not None
+    assert cancelled.status == "cancelled"
+    assert cancelled.error is not None
     assert cancelled.error.type == "cancelled"
     assert still.status == "cancelled"
     assert "progress_steps" in plugins["simulate"].commands[0].params_schema["properties"]
@@ -81,8 +87,10 @@ def test_client_raises_typed_errors(stack: Stack) -> None:
     with Client(stack.url, "wrong-key") as stranger, pytest.raises(AuthError) as denied:
         stranger.plugins()
 
-    assert missing.value.status == 404 and missing.value.detail == "No execution with id '01NOPE'."
-    assert invalid.value.status == 422 and invalid.value.errors
+    assert missing.value.status == 404
+    assert missing.value.detail == "No execution with id '01NOPE'."
+    assert invalid.value.status == 422
+    assert invalid.value.errors
     assert denied.value.status == 401
 
 
@@ -119,4 +127,5 @@ def test_async_clients_follow_one_run_together(stack: Stack) -> None:
 
     seen = asyncio.run(scenario())
 
-    assert all(s == seen[0] for s in seen) and seen[0] == list(range(1, 12))
+    assert all(s == seen[0] for s in seen)
+    assert seen[0] == list(range(1, 12))

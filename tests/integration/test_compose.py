@@ -90,7 +90,8 @@ def test_compose_file_has_the_services_healthchecks_and_healthy_dependencies() -
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
     assert services["flower"]["depends_on"]["redis"]["condition"] == "service_healthy"
     # Scalable: nothing pins a worker to one container.
-    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+    assert "container_name" not in services["worker"]
+    assert "ports" not in services["worker"]
     assert services["worker"]["stop_grace_period"]
     assert services["api"]["build"]["dockerfile"] == "Dockerfile.api"
     assert services["worker"]["build"]["dockerfile"] == "Dockerfile.worker"
@@ -274,7 +275,8 @@ def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployme
 
     # Then a worker runs it
     row = deployment.wait_terminal(execution_id)
-    assert row["status"] == "succeeded" and row["result"] == {"hello": "compose"}, row
+    assert row["status"] == "succeeded", row
+    assert row["result"] == {"hello": "compose"}, row
 
     # And Flower, with its login, lists the worker and the task under the execution id
     def worker_listed() -> bool:
@@ -291,7 +293,8 @@ def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployme
 
     wait_until(task_succeeded, 20, "Flower to show the task")
     task = deployment.flower(f"/api/task/info/{execution_id}").json()
-    assert task["uuid"] == execution_id and task["name"] == "agentq.run_execution"
+    assert task["uuid"] == execution_id
+    assert task["name"] == "agentq.run_execution"
     assert task["worker"].startswith("worker@")
     assert execution_id in deployment.flower("/api/tasks?limit=100").json()
 
@@ -299,7 +302,8 @@ def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployme
     for path in ("/api/workers", "/api/tasks", f"/api/task/info/{execution_id}", "/"):
         assert deployment.flower(path, auth=False).status_code == 401, path
     flower_metrics = deployment.flower("/metrics", auth=False)
-    assert flower_metrics.status_code == 200 and "flower_events_total" in flower_metrics.text
+    assert flower_metrics.status_code == 200
+    assert "flower_events_total" in flower_metrics.text
 
     # And both sides logged JSON lines naming the execution
     def logged(proc: str, **fields: Any) -> bool:
@@ -314,10 +318,13 @@ def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployme
         for x in _json_lines(deployment.procs["worker"])
         if x.get("execution_id") == execution_id and "status" in x
     )
-    assert isinstance(line["duration_ms"], int) and line["level"] == "INFO" and line["time"]
+    assert isinstance(line["duration_ms"], int)
+    assert line["level"] == "INFO"
+    assert line["time"]
     assert logged("api", plugin="echo", status="queued")
     for proc in deployment.procs.values():
-        assert deployment.admin_key not in proc.log() and deployment.flower_auth[1] not in proc.log()
+        assert deployment.admin_key not in proc.log()
+        assert deployment.flower_auth[1] not in proc.log()
 
 
 def test_the_api_processes_serve_on_uvloop(deployment: Deployment) -> None:
@@ -327,7 +334,8 @@ def test_the_api_processes_serve_on_uvloop(deployment: Deployment) -> None:
         for line in _json_lines(deployment.procs["api"])
         if " serving on " in line.get("message", "")
     }
-    assert len(loops) == 2 and set(loops.values()) == {"uvloop.Loop"}, loops
+    assert len(loops) == 2, loops
+    assert set(loops.values()) == {"uvloop.Loop"}, loops
 
 
 def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:

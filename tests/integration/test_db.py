@@ -27,12 +27,12 @@ ECHO = store.NewExecution(
 
 
 @pytest.fixture
-def execution_id(database: str) -> str:
+def execution_id(database: str) -> str:  # noqa: ARG001 (requested for its side effect: the schema)
     return store.create_executions([ECHO])[0].execution.id
 
 
 @pytest.fixture
-def observer(database: str) -> Iterator[pymysql.connections.Connection]:
+def observer(database: str) -> Iterator[pymysql.connections.Connection]:  # noqa: ARG001 (requested for its side effect: the schema)
     url = engine().url
     conn = pymysql.connect(
         host=url.host,
@@ -46,11 +46,17 @@ def observer(database: str) -> Iterator[pymysql.connections.Connection]:
         yield conn
 
 
+def _one(cur: pymysql.cursors.Cursor) -> tuple[Any, ...]:
+    row = cur.fetchone()
+    assert row is not None
+    return row
+
+
 def _log_lines(observer: pymysql.connections.Connection, execution_id: str) -> int:
     """The row as committed; a locking read that fails at once if a transaction holds it."""
     with observer.cursor() as cur:
         cur.execute("SELECT log_lines FROM executions WHERE id = %s FOR UPDATE NOWAIT", (execution_id,))
-        return int(cur.fetchone()[0])
+        return int(_one(cur)[0])
 
 
 def _set_log_lines(execution_id: str, value: int) -> Update:
@@ -69,9 +75,13 @@ def test_a_committed_transaction_is_visible_and_holds_no_lock(
 def test_a_failed_transaction_is_rolled_back_before_its_connection_is_pooled(
     execution_id: str, observer: pymysql.connections.Connection
 ) -> None:
-    with pytest.raises(RuntimeError), session_scope() as session:
-        session.execute(_set_log_lines(execution_id, 8))
-        raise RuntimeError("the request failed")
+    def fail_midway() -> None:
+        with session_scope() as session:
+            session.execute(_set_log_lines(execution_id, 8))
+            raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
 
     assert _log_lines(observer, execution_id) == 0
 
@@ -120,7 +130,7 @@ class Via:
 
 
 @pytest.fixture(params=["thread", "loop"])
-def via(request: pytest.FixtureRequest, database: str) -> Iterator[Via]:
+def via(request: pytest.FixtureRequest, database: str) -> Iterator[Via]:  # noqa: ARG001 (requested for its side effect: the schema)
     if request.param == "thread":
         yield Via(None)
         return
@@ -135,7 +145,7 @@ def query_log(observer: pymysql.connections.Connection) -> Iterator["QueryLog"]:
     other clients of the shared server (a stack's worker, another test run) do not count."""
     with observer.cursor() as cur:
         cur.execute("SELECT @@global.general_log, @@global.log_output")
-        was_on, output = cur.fetchone()
+        was_on, output = _one(cur)
         cur.execute("SET GLOBAL log_output = 'TABLE'")
         cur.execute("TRUNCATE mysql.general_log")
         cur.execute("SET GLOBAL general_log = 1")
@@ -155,7 +165,7 @@ class QueryLog:
     def _now(self) -> Any:
         with self._observer.cursor() as cur:
             cur.execute("SELECT NOW(6)")
-            return cur.fetchone()[0]
+            return _one(cur)[0]
 
     def since_last(self, mark: str = "", kind: str = "") -> Counter[str]:
         """Statements since the last call, by kind (``INSERT … SELECT`` apart), sent over the
@@ -201,8 +211,9 @@ def test_a_poll_reads_in_one_statement_what_is_committed(
     }
 
 
+@pytest.mark.usefixtures("database")
 def test_locking_by_id_and_status_goes_through_the_primary_key(
-    database: str, observer: pymysql.connections.Connection
+    observer: pymysql.connections.Connection,
 ) -> None:
     """A worker's heartbeat names every running row: for ``id IN (…) AND status …`` MySQL
     would then as soon scan the status index, locking its entries before the rows, the
@@ -238,8 +249,9 @@ def test_locking_by_id_and_status_goes_through_the_primary_key(
 WRITES = ("INSERT", "INSERT_SELECT", "COMMIT")
 
 
+@pytest.mark.usefixtures("database")
 def test_a_submission_is_one_statement_and_its_row_is_its_queued_event(
-    database: str, observer: pymysql.connections.Connection, query_log: QueryLog, via: Via
+    observer: pymysql.connections.Connection, query_log: QueryLog, via: Via
 ) -> None:
     via.create(ECHO)  # a first connection reads the server's settings
     query_log.since_last()
@@ -283,9 +295,11 @@ def test_a_known_key_answers_its_execution_or_a_conflict(via: Via) -> None:
     first = via.create(keyed)
     again = via.create(keyed)
 
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.execution.id == first.execution.id
-    assert again.execution.params == {} and again.execution.created_at == first.execution.created_at
+    assert again.execution.params == {}
+    assert again.execution.created_at == first.execution.created_at
     with pytest.raises(IdempotencyConflict):
         via.create(replace(keyed, params={"other": 1}))
 
@@ -296,7 +310,12 @@ def test_a_connection_in_steady_use_is_not_pinged_and_an_idle_one_is(
     pinged: list[object] = []
     dialect = via.dialect()
     ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda conn: pinged.append(conn) or ping(conn))
+
+    def recorded_ping(conn: Any) -> bool:
+        pinged.append(conn)
+        return ping(conn)
+
+    monkeypatch.setattr(dialect, "do_ping", recorded_ping)
     via.get(execution_id)
 
     for _ in range(5):
@@ -323,7 +342,8 @@ def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
     assert via.connection_id() != dead
 
 
-def test_the_loop_keeps_its_connections_between_uses_and_not_one_whose_use_failed(database: str) -> None:
+@pytest.mark.usefixtures("database")
+def test_the_loop_keeps_its_connections_between_uses_and_not_one_whose_use_failed() -> None:
     async def scenario() -> tuple[list[int], int]:
         checkouts: list[int] = []
         event.listen(db.async_engine().sync_engine, "checkout", lambda *_: checkouts.append(1))

@@ -217,7 +217,8 @@ def test_dev_runs_an_execution_and_stops_on_sigterm(start_dev: Callable[..., Dev
     example = re.search(
         r"^  (\S+(?: -m agentq.cli)?) submit echo echo -p hello=world --wait$", dev.output(), re.M
     )
-    assert exported and example, dev.tail()
+    assert exported, dev.tail()
+    assert example, dev.tail()
     env = {"PATH": os.defpath, "HOME": os.environ.get("HOME", "/tmp")}
     env |= dict(pair.split("=", 1) for pair in exported.groups())
     cli = subprocess.run(

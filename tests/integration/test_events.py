@@ -82,7 +82,8 @@ def test_events_deliver_progress_and_log_lines_of_a_run_in_order(stack: Stack) -
     assert seqs(messages) == list(range(1, len(messages) + 1))
     assert all(m.data["seq"] == m.id and m.data["kind"] == m.event for m in messages)
     assert statuses(messages) == ["queued", "running", "succeeded"]
-    assert messages[0].event == "status" and messages[-1].event == "status"
+    assert messages[0].event == "status"
+    assert messages[-1].event == "status"
     progress = [m.data["data"] for m in messages if m.event == "progress"]
     assert [p["percent"] for p in progress] == [20.0, 40.0, 60.0, 80.0, 100.0]
     assert [p["message"] for p in progress] == [f"step {i} of 5" for i in range(1, 6)]
@@ -93,10 +94,12 @@ def test_events_deliver_progress_and_log_lines_of_a_run_in_order(stack: Stack) -
     kinds = [m.event for m in messages[2:-1]]
     assert kinds == ["progress", "log"] * 5
     running = messages[1].data["data"]
-    assert running["attempt"] == 1 and running["worker"]
+    assert running["attempt"] == 1
+    assert running["worker"]
     assert messages[-1].data["data"] == {"status": "succeeded", "attempt": 1}
     # The raw frames: `id:` is the seq, `event:` the kind.
-    assert f"id: {messages[-1].id}" in messages[-1].lines and "event: status" in messages[-1].lines
+    assert f"id: {messages[-1].id}" in messages[-1].lines
+    assert "event: status" in messages[-1].lines
 
 
 def test_events_resume_after_a_dropped_connection_see_every_event_once(stack: Stack) -> None:
@@ -136,7 +139,8 @@ def test_events_of_another_owners_execution_are_not_found(stack: Stack) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["detail"] == f"No execution with id {created['id']!r}."
-    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM
 
 
 def test_events_refuse_a_bad_last_event_id(stack: Stack) -> None:
@@ -176,7 +180,8 @@ def test_event_numbers_stay_gap_free_when_cancel_races_finish(stack: Stack) -> N
         messages = stream(stack.url, run["id"])
         assert seqs(messages) == list(range(1, len(messages) + 1)), run["id"]
         ends = [s for s in statuses(messages) if s in TERMINAL]
-        assert ends == [done["status"]] and statuses(messages)[-1] == done["status"]
+        assert ends == [done["status"]]
+        assert statuses(messages)[-1] == done["status"]
 
 
 def test_many_watchers_each_see_the_whole_run(stack: Stack) -> None:

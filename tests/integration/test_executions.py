@@ -54,7 +54,8 @@ def test_same_message_published_twice_runs_plugin_once(stack: Stack, tmp_path: P
     wait_until(lambda: queue_depth("agentq") == 0, 10, "the queue to drain")
     time.sleep(1)
 
-    assert done["status"] == "succeeded" and marker["status"] == "succeeded"
+    assert done["status"] == "succeeded"
+    assert marker["status"] == "succeeded"
     assert runs.read_text().splitlines() == [f"{created['id']} 1"]
     assert stack.get(created["id"])["attempts"] == 1
 
@@ -112,7 +113,11 @@ def test_cancel_running_stops_cooperative_and_forced(stack: Stack) -> None:
         stack.submit("simulate", "run", {"cpu_ms": 120_000}),  # never checks ctx
     ]
     for created in runs:
-        wait_until(lambda c=created: stack.get(c["id"])["status"] == "running", 15, "running")
+
+        def running(c: dict[str, Any] = created) -> bool:
+            return bool(stack.get(c["id"])["status"] == "running")
+
+        wait_until(running, 15, "running")
 
     for created in runs:
         response = stack.client.post(f"/v1/executions/{created['id']}/cancel")
@@ -122,12 +127,15 @@ def test_cancel_running_stops_cooperative_and_forced(stack: Stack) -> None:
     # The worker lets go of each within a few seconds: Flower-free check via its log, where
     # the message's task result gives each execution's recorded status.
     for created in runs:
-        wait_until(
-            lambda c=created: f"'{c['id']}': 'cancelled'" in stack.worker.log(), 10, "the worker to stop it"
-        )
+
+        def let_go(c: dict[str, Any] = created) -> bool:
+            return f"'{c['id']}': 'cancelled'" in stack.worker.log()
+
+        wait_until(let_go, 10, "the worker to stop it")
         assert stack.get(created["id"])["status"] == "cancelled"
     again = stack.client.post(f"/v1/executions/{runs[0]['id']}/cancel")
-    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    assert again.status_code == 200
+    assert again.json()["status"] == "cancelled"
 
 
 def test_cancel_queued_never_starts(stack: Stack, tmp_path: Path) -> None:
@@ -194,7 +202,9 @@ def test_idempotency_key_returns_same_execution(stack: Stack) -> None:
 
 
 def test_batch_submits_in_order_in_one_call(stack: Stack) -> None:
-    items = [{"plugin": "echo", "command": "echo", "params": {"i": i}} for i in range(5)]
+    items: list[dict[str, Any]] = [
+        {"plugin": "echo", "command": "echo", "params": {"i": i}} for i in range(5)
+    ]
     items.append({"plugin": "simulate", "command": "run", "params": {"sleep_s": 0.1}, "priority": 9})
 
     response = stack.client.post("/v1/executions/batch", json={"executions": items})
@@ -267,9 +277,9 @@ def test_list_filters_and_cursor_pagination(stack: Stack) -> None:
     seen: list[str] = []
     cursor = None
     while True:
-        params = {"plugin": "echo", "status": "succeeded", "limit": 2} | (
-            {"cursor": cursor} if cursor else {}
-        )
+        params: dict[str, str | int] = {"plugin": "echo", "status": "succeeded", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = stack.client.get("/v1/executions", params=params).json()
         assert all(e["plugin"] == "echo" and e["status"] == "succeeded" for e in page["executions"])
         seen += [e["id"] for e in page["executions"]]
@@ -344,8 +354,10 @@ def test_concurrent_single_posts_are_answered_each_on_its_own(stack: Stack) -> N
 
     answers = asyncio.run(post_all())
 
-    assert answers[7].status_code == 409 and key in answers[7].json()["detail"]
-    assert answers[13].status_code == 422 and answers[13].json()["errors"][0]["loc"][-1] == "sleep_s"
+    assert answers[7].status_code == 409
+    assert key in answers[7].json()["detail"]
+    assert answers[13].status_code == 422
+    assert answers[13].json()["errors"][0]["loc"][-1] == "sleep_s"
     accepted = [a.json() for i, a in enumerate(answers) if i not in (7, 13)]
     assert [a.status_code for i, a in enumerate(answers) if i not in (7, 13)] == [202] * 38
     assert [e["params"]["n"] for e in accepted] == [i for i in range(40) if i not in (7, 13)]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core import queue, store
-from tests.conftest import DATABASE_URL
-from tests.integration.conftest import REDIS_URL, Stack, launch
+from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.integration.conftest import Stack, launch
 from tests.integration.processes import Proc, wait_until
 from tests.integration.services import PrivateMariaDB, PrivateRedis
 
@@ -44,8 +44,9 @@ def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
     server.stop()
 
 
+@pytest.mark.usefixtures("stack")
 def test_live_run_outlasting_visibility_timeout_runs_once(
-    stack: Stack, private_redis: PrivateRedis, tmp_path: Path
+    private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     # Redis redelivers an unacked message after the visibility timeout (swept every second
     # here); a second worker gets the duplicate while the first still runs, and skips it.
@@ -62,12 +63,14 @@ def test_live_run_outlasting_visibility_timeout_runs_once(
 
         done = private.wait(created["id"], timeout_s=60)
 
-        assert done["status"] == "succeeded" and done["attempts"] == 1
+        assert done["status"] == "succeeded"
+        assert done["attempts"] == 1
         assert runs.read_text().splitlines() == [f"{created['id']} 1"]
         assert f"skip {created['id']}" in private.worker.log() + other.log()  # it was redelivered
 
 
-def test_killed_worker_run_is_reclaimed_within_two_leases(stack: Stack, beat: Proc, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("beat")
+def test_killed_worker_run_is_reclaimed_within_two_leases(stack: Stack, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     name = private_queue("reclaim")
     doomed = stack.start_worker(f"doomed-{time.time_ns()}", queues=name, AGENTQ_LEASE_S="2")
@@ -86,7 +89,8 @@ def test_killed_worker_run_is_reclaimed_within_two_leases(stack: Stack, beat: Pr
     assert restarted_after_s < 20  # lease 2 s + reaper tick 1 s + a new worker's start-up
 
 
-def test_redis_restart_loses_nothing(stack: Stack, private_redis: PrivateRedis, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("stack")
+def test_redis_restart_loses_nothing(private_redis: PrivateRedis, tmp_path: Path) -> None:
     with launch(DATABASE_URL, private_redis.url, tmp_path, AGENTQ_WORKER_CONCURRENCY="2") as private:
         private.start_beat("beat")
         ids = [private.submit("simulate", "run", {"sleep_s": 2, "mode": "async"})["id"] for _ in range(6)]
@@ -100,8 +104,9 @@ def test_redis_restart_loses_nothing(stack: Stack, private_redis: PrivateRedis, 
     assert after["status"] == "succeeded"  # the worker kept consuming after reconnecting
 
 
+@pytest.mark.usefixtures("stack")
 def test_submit_and_run_now_while_broker_is_down_are_accepted_and_run_once_it_is_back(
-    stack: Stack, private_redis: PrivateRedis, tmp_path: Path
+    private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     with launch(DATABASE_URL, private_redis.url, tmp_path) as private:
         private.start_beat("beat")
@@ -129,10 +134,13 @@ def test_submit_and_run_now_while_broker_is_down_are_accepted_and_run_once_it_is
     assert before["status"] == "succeeded"
     assert response.status_code == 202
     assert queued["status"] == "queued"
-    assert done["status"] == "succeeded" and done["result"] == {"n": 1}
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"n": 1}
     # Accepted like a submission: a client retrying a 503 would have fired it twice.
     assert ran_now.status_code == 202, ran_now.text
-    assert fired["status"] == "succeeded" and fired["result"] == {"n": 2} and fired["attempts"] == 1
+    assert fired["status"] == "succeeded"
+    assert fired["result"] == {"n": 2}
+    assert fired["attempts"] == 1
     # Published at the reaper's next pass, not after the queued lease (300 s).
     assert published_after_s < 60
 
@@ -161,7 +169,8 @@ def test_mysql_restart_loses_no_result(stack: Stack, private_mariadb: PrivateMar
     assert [d["attempts"] for d in done] == [1, 1, 1]
 
 
-def test_warm_shutdown_finishes_short_runs_and_hands_back_long_ones(stack: Stack, beat: Proc) -> None:
+@pytest.mark.usefixtures("beat")
+def test_warm_shutdown_finishes_short_runs_and_hands_back_long_ones(stack: Stack) -> None:
     name = private_queue("drain")
     worker = stack.start_worker(f"draining-{time.time_ns()}", queues=name, AGENTQ_SHUTDOWN_GRACE_S="2")
     wait_until(lambda: "ready." in worker.log(), 60, "the worker")
@@ -177,19 +186,23 @@ def test_warm_shutdown_finishes_short_runs_and_hands_back_long_ones(stack: Stack
 
     assert worker.popen.returncode == 0
     assert stack.get(short)["status"] == "succeeded"
-    assert handed_back["status"] == "retrying" and handed_back["error"]["type"] == "handed_back"
+    assert handed_back["status"] == "retrying"
+    assert handed_back["error"]["type"] == "handed_back"
     assert (done["status"], done["attempts"]) == ("succeeded", 2)
 
 
-def test_poison_run_fails_after_bounded_worker_losses(stack: Stack, beat: Proc) -> None:
+@pytest.mark.usefixtures("beat")
+def test_poison_run_fails_after_bounded_worker_losses(stack: Stack) -> None:
     name = private_queue("poison")
     execution_id = insert("simulate", "run", {"crash": True}, name, max_retries=1)
     deaths = 0
     while stack.get(execution_id)["status"] not in TERMINAL and deaths < 5:
         worker = stack.start_worker(f"victim-{time.time_ns()}", queues=name, AGENTQ_LEASE_S="2")
-        wait_until(
-            lambda w=worker: not w.alive or stack.get(execution_id)["status"] in TERMINAL, 60, "a crash"
-        )
+
+        def crashed_or_ended(w: Proc = worker) -> bool:
+            return not w.alive or stack.get(execution_id)["status"] in TERMINAL
+
+        wait_until(crashed_or_ended, 60, "a crash")
         deaths += not worker.alive
         if worker.alive:
             worker.stop()
@@ -197,4 +210,5 @@ def test_poison_run_fails_after_bounded_worker_losses(stack: Stack, beat: Proc) 
     done = stack.get(execution_id)
     assert done["status"] == "failed"
     assert done["error"]["type"] == "WorkerLost"
-    assert done["attempts"] == 2 and deaths == 2
+    assert done["attempts"] == 2
+    assert deaths == 2

@@ -88,7 +88,8 @@ def test_a_failed_execution_is_a_failure_in_flower_and_a_successful_one_a_succes
 
     # Flower shows the first as FAILURE, naming it and its error type, and counts it
     failure = flower.task(failing["id"], "FAILURE")
-    assert failure["name"] == "agentq.run_execution" and failure["uuid"] == failing["id"]
+    assert failure["name"] == "agentq.run_execution"
+    assert failure["uuid"] == failing["id"]
     assert failure["exception"].startswith("ExecutionsFailed(")
     assert f"{failing['id']} failed (RetryLater)" in failure["exception"], failure["exception"]
     assert failure["kwargs"] == "{'plugin': 'simulate', 'command': 'run'}"
@@ -115,7 +116,8 @@ def test_a_failed_message_is_acked_once_and_not_run_again(stack: Stack, flower: 
     )
     # And neither Celery nor the broker delivers it again: one attempt, received once
     row = stack.get(failing["id"])
-    assert row["status"] == "failed" and row["attempts"] == 1, row
+    assert row["status"] == "failed", row
+    assert row["attempts"] == 1, row
     assert stack.worker.log().count(f"agentq.run_execution[{failing['id']}] received") == 1
     assert not any(failing["id"].encode() in body for body in client.hvals("unacked"))
 
@@ -179,7 +181,8 @@ def test_flower_search_finds_the_tasks_of_a_plugin(stack: Stack, flower: Flower)
     assert {task["kwargs"] for task in found.values()} == {"{'plugin': 'counter', 'command': 'hit'}"}
 
 
-def test_maintenance_tasks_stay_out_of_flowers_task_list(stack: Stack, flower: Flower, beat: Proc) -> None:
+@pytest.mark.usefixtures("beat")
+def test_maintenance_tasks_stay_out_of_flowers_task_list(stack: Stack, flower: Flower) -> None:
     # Given beat firing the reaper every second, and the worker running it several times
     def reaped() -> int:
         return stack.worker.log().count(f"Task {REAP_EXECUTIONS}[")
@@ -219,7 +222,8 @@ def test_flowers_broker_view_counts_the_queued_messages(stack: Stack, flower: Fl
         assert {"name": "agentq", "messages": 3} in response.json()["active_queues"]
         page = flower.get("/broker")
         assert page.status_code == 200, page.text
-        assert '<tr id="agentq">' in page.text and "No queue data" not in page.text
+        assert '<tr id="agentq">' in page.text
+        assert "No queue data" not in page.text
         assert ">redis://" in page.text  # the broker's URL, its password masked
     finally:
         app.control.add_consumer("agentq", destination=[worker], reply=True, timeout=5)

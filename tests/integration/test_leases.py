@@ -19,7 +19,7 @@ from core.db import session_scope
 from core.models import Execution, utcnow
 from tests.conftest import DATABASE_URL
 from tests.integration.conftest import Stack, launch
-from tests.integration.processes import Proc, wait_until
+from tests.integration.processes import wait_until
 from tests.integration.services import PrivateRedis
 from tests.integration.test_faults import TERMINAL, insert, private_queue
 
@@ -40,8 +40,9 @@ def lease_of(execution_id: str) -> Any:
         return session.scalar(select(Execution.lease_expires_at).where(Execution.id == execution_id))
 
 
+@pytest.mark.usefixtures("beat")
 def test_a_plugin_blocking_its_loop_past_the_lease_runs_once_and_is_named(
-    stack: Stack, beat: Proc, tmp_path: Path
+    stack: Stack, tmp_path: Path
 ) -> None:
     # Two workers with a 1 s lease and a reaper every second: had the blocked run's lease
     # expired, the other worker would have run it again.
@@ -61,7 +62,8 @@ def test_a_plugin_blocking_its_loop_past_the_lease_runs_once_and_is_named(
     assert (done["status"], done["attempts"]) == ("succeeded", 1)
     assert runs.read_text().splitlines() == [f"{execution_id} 1"]
     (warning,) = [line for w in workers for line in w.log().splitlines() if named in line]
-    assert '"level": "WARNING"' in warning and "event loop held for" in warning
+    assert '"level": "WARNING"' in warning
+    assert "event loop held for" in warning
     # The loop was held 3 s at least, and the worker counts it after logging it.
     wait_until(lambda: blocked_seconds(stack, "hog") - before >= 2.9, 10, "the count")
 
@@ -93,7 +95,8 @@ def test_a_claim_on_a_running_row_or_past_the_last_attempt_changes_nothing_it_sh
     )
     assert "Attempt 3 would exceed max_retries=1" in failed["error"]["message"]
     last_event = store.read_events(store.get_execution(spent, "admin"), 0)[-1]
-    assert last_event.data["status"] == "failed" and last_event.data["attempt"] == 2
+    assert last_event.data["status"] == "failed"
+    assert last_event.data["attempt"] == 2
 
 
 def test_the_reaper_retries_a_lost_run_while_attempts_are_left_then_fails_it(stack: Stack) -> None:
@@ -129,8 +132,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+@pytest.mark.usefixtures("stack")
 def test_attempts_stay_bounded_and_no_row_is_left_running_when_workers_die(
-    stack: Stack, private_redis: PrivateRedis, tmp_path: Path
+    private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     # Short leases, and a broker that redelivers unacked messages after 3 s: a dead
     # worker's messages come back, stale, while the reaper publishes the next attempts.
@@ -164,8 +168,12 @@ def test_attempts_stay_bounded_and_no_row_is_left_running_when_workers_die(
         worker = private.worker
         for kill in range(1, 4):
             # Kill the worker while it runs attempt `kill` of the executions left.
+
+            def attempt_running(k: int = kill) -> bool:
+                return any(r["status"] == "running" and r["attempts"] == k for r in rows())
+
             wait_until(
-                lambda k=kill: any(r["status"] == "running" and r["attempts"] == k for r in rows()),
+                attempt_running,
                 60,
                 f"attempt {kill} running",
             )

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from cryptography import x509
@@ -21,7 +21,7 @@ from core import queue, store
 from core.settings import settings
 from tests.integration.conftest import Stack
 from tests.integration.outside import Handler as Outside
-from tests.integration.processes import Proc, child_env, start_worker, wait_until
+from tests.integration.processes import child_env, start_worker, wait_until
 from workers.plugins import outbound, outbound_pool
 
 NAMES = ("a.test", "b.test")
@@ -70,8 +70,8 @@ class Recorder(BaseHTTPRequestHandler):
     """Answers every GET on a kept-open connection; records each request's connection."""
 
     protocol_version = "HTTP/1.1"
-    seen: list[tuple[int, str]] = []  # (client port: the connection, Host)
-    names: dict[int, str] = {}  # client port -> the name it asked for in TLS (SNI)
+    seen: ClassVar[list[tuple[int, str]]] = []  # (client port: the connection, Host)
+    names: ClassVar[dict[int, str]] = {}  # client port -> the name it asked for in TLS (SNI)
 
     def log_message(self, *_: Any) -> None:
         pass
@@ -114,7 +114,7 @@ def test_pooled_connection_serves_its_own_host_only(
     """Given a.test and b.test at one checked address, each has connections of its own; calls
     to one host reuse its connection."""
 
-    async def at_loopback(host: str, port: int) -> list[str]:
+    async def at_loopback(host: str, _port: int) -> list[str]:
         assert host in NAMES
         return ["127.0.0.1"]
 
@@ -158,8 +158,9 @@ def short_lease_worker(stack: Stack) -> Iterator[str]:
     proc.stop()
 
 
+@pytest.mark.usefixtures("beat")
 def test_300_http_gets_on_one_worker_each_run_once(
-    stack: Stack, outside: str, short_lease_worker: str, beat: Proc
+    stack: Stack, outside: str, short_lease_worker: str
 ) -> None:
     """300 outbound calls at once leave the worker's loop free enough to renew its leases:
     every run succeeds at its first attempt, and the server is asked once per run."""

@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ ACTIVE = "this beat is now the active one"
 
 
 @pytest.fixture
-def beats(stack: Stack) -> Iterator[list[Proc]]:
+def beats(stack: Stack) -> Iterator[list[Proc]]:  # noqa: ARG001 (requested for its side effect: the stack)
     """Beats a test starts; all stopped (releasing the lock) when it ends."""
     started: list[Proc] = []
     yield started
@@ -141,7 +142,7 @@ def test_patch_interval_takes_effect_without_restart(stack: Stack, beats: list[P
 
     assert patched["interval_s"] == 1
     times = [datetime.fromisoformat(t) for t in patched["next_fire_times"]]
-    assert [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)] == [1.0] * 4
+    assert [(b - a).total_seconds() for a, b in pairwise(times)] == [1.0] * 4
 
 
 def test_missed_slots_after_beat_was_down_follow_the_policy(stack: Stack, beats: list[Proc]) -> None:
@@ -150,7 +151,9 @@ def test_missed_slots_after_beat_was_down_follow_the_policy(stack: Stack, beats:
     time.sleep(7)  # no beat: each misses its slots at about +2, +4 and +6 s
 
     start_beat(stack, beats, "beat")
-    wait_until(lambda: runs(stack, skip["id"]) and len(runs(stack, catch_up["id"])) >= 3, 30, "the catch-up")
+    wait_until(
+        lambda: bool(runs(stack, skip["id"])) and len(runs(stack, catch_up["id"])) >= 3, 30, "the catch-up"
+    )
     for s in (skip, catch_up):
         disable(stack, s["id"])
 
@@ -177,9 +180,7 @@ def test_overlap_skip_never_runs_two_at_once(stack: Stack, beats: list[Proc], tm
 
     assert 2 <= len(fired) <= 3  # 7 slots, but each run blocks the next two
     spans = sorted((e["started_at"], e["finished_at"]) for e in fired)
-    assert all(
-        prev_end <= next_start for (_, prev_end), (next_start, _) in zip(spans, spans[1:], strict=False)
-    )
+    assert all(prev_end <= next_start for (_, prev_end), (next_start, _) in pairwise(spans))
 
 
 def test_run_now_fires_immediately(stack: Stack) -> None:
@@ -189,7 +190,8 @@ def test_run_now_fires_immediately(stack: Stack) -> None:
 
     assert response.status_code == 202
     done = stack.wait(response.json()["id"])
-    assert done["status"] == "succeeded" and done["schedule_id"] == schedule["id"]
+    assert done["status"] == "succeeded"
+    assert done["schedule_id"] == schedule["id"]
     assert done["result"] == {"now": True}
 
 
@@ -200,7 +202,7 @@ def test_schedule_crud_and_validation(stack: Stack) -> None:
     assert len(schedule["next_fire_times"]) == 5
     assert stack.client.get(f"/v1/schedules/{schedule['id']}").json()["name"] == name
     assert any(s["id"] == schedule["id"] for s in stack.client.get("/v1/schedules").json()["schedules"])
-    bad = [
+    bad: list[tuple[dict[str, Any], str | None]] = [
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "* * * *"}, "cron"),
         ({"interval_s": 5, "cron": "* * * * *"}, "cron"),
@@ -222,7 +224,8 @@ def test_schedule_crud_and_validation(stack: Stack) -> None:
     assert duplicate.status_code == 409
 
     switched = stack.client.patch(f"/v1/schedules/{schedule['id']}", json={"interval_s": 60}).json()
-    assert switched["cron"] is None and switched["interval_s"] == 60
+    assert switched["cron"] is None
+    assert switched["interval_s"] == 60
     assert stack.client.delete(f"/v1/schedules/{schedule['id']}").status_code == 204
     assert stack.client.get(f"/v1/schedules/{schedule['id']}").status_code == 404
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -33,14 +33,14 @@ Serve = Callable[[Handler], list[httpx.Request]]
 Kept = dict[outbound_pool.Key, list[httpx.AsyncClient]]
 
 
-async def fake_resolve(host: str, port: int) -> list[str]:
+async def fake_resolve(host: str, _port: int) -> list[str]:
     try:
         return DNS[host]
     except KeyError:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
 
 
-def no_sockets(*args: object) -> None:
+def no_sockets(*_args: object) -> None:
     raise AssertionError("unit tests open no sockets")
 
 
@@ -74,7 +74,7 @@ API_KEY = "unit-admin-key"
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator["TestClient"]:
+def api(monkeypatch: pytest.MonkeyPatch) -> "TestClient":
     """The API in process, with the admin key, no rate limit, and a catalog of echo and
     simulate; its lifespan is not run (it would connect to Redis)."""
     from fastapi.testclient import TestClient
@@ -92,7 +92,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator["TestClient"]:
     monkeypatch.setattr(settings, "rate_limit_per_s", 0)
     monkeypatch.setattr(catalog, "_load", lambda: registry.catalog("agentq"))
     monkeypatch.setattr(catalog, "_loaded_at", float("-inf"))
-    yield TestClient(create_app(), headers={"Authorization": f"Bearer {API_KEY}"})
+    return TestClient(create_app(), headers={"Authorization": f"Bearer {API_KEY}"})
 
 
 def run_side_by_side(plugin: Plugin, command: str, params: list[dict[str, Any]]) -> tuple[list[Any], Kept]:

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 from fastapi.exceptions import RequestValidationError
@@ -91,10 +92,11 @@ def test_catalog_unknown_plugin_lists_offered() -> None:
 def test_errors_map_to_problem_json(error: Exception, status: int) -> None:
     response = asyncio.run(agentq_error(None, error))  # type: ignore[arg-type]
 
-    body = json.loads(response.body)
+    body = json.loads(bytes(response.body))
     assert response.status_code == status
     assert response.media_type == "application/problem+json"
-    assert body["status"] == status and body["type"].startswith("urn:agentq:problem:")
+    assert body["status"] == status
+    assert body["type"].startswith("urn:agentq:problem:")
     assert body["detail"]
 
 
@@ -118,7 +120,8 @@ def _instance(cls: type[AgentqError]) -> AgentqError:
     try:
         return cls("x")
     except TypeError:  # RateLimited, RetryLater: a delay too
-        return cls("x", 1.0)  # type: ignore[call-arg]
+        with_delay: Callable[..., AgentqError] = cls
+        return with_delay("x", 1.0)
 
 
 def _refused_body() -> dict[str, object]:
@@ -153,7 +156,7 @@ def test_every_problem_type_has_one_title_everywhere() -> None:
         asyncio.run(database_error(None, OperationalError("SELECT 1", {}, Exception("gone")))),  # type: ignore[arg-type]
         asyncio.run(unexpected_error(None, RuntimeError("bug"))),  # type: ignore[arg-type]
     ]
-    bodies = [json.loads(a.body) for a in answers] + [_refused_body()]
+    bodies = [json.loads(bytes(a.body)) for a in answers] + [_refused_body()]
 
     titles: dict[str, set[str]] = {}
     for body in bodies:

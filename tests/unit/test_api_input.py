@@ -90,7 +90,8 @@ def test_a_body_that_is_not_utf8_is_malformed_json(api: TestClient) -> None:
         headers={"Content-Type": "application/json"},
     )
 
-    assert response.status_code == 400 and response.json()["type"] == "urn:agentq:problem:malformed-json"
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:agentq:problem:malformed-json"
     assert "UTF-8" in response.json()["detail"]
 
 
@@ -148,7 +149,8 @@ def test_a_batch_names_the_item_with_an_unknown_plugin_or_command(api: TestClien
     )
     single = api.post("/v1/executions", json={"plugin": "nope", "command": "echo"})
 
-    assert unknown_plugin.status_code == 422 and unknown_command.status_code == 422
+    assert unknown_plugin.status_code == 422
+    assert unknown_command.status_code == 422
     assert [e["loc"] for e in unknown_plugin.json()["errors"]] == [["body", "executions", 2, "plugin"]]
     assert [e["loc"] for e in unknown_command.json()["errors"]] == [["body", "executions", 1, "command"]]
     assert [e["loc"] for e in single.json()["errors"]] == [["body", "plugin"]]

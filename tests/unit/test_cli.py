@@ -54,7 +54,8 @@ def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...
 
 def test_help_shows_flags_as_flags() -> None:
     paths = list(_commands(typer.main.get_command(app)))
-    assert ("schedules", "run") in paths and ("keys", "list") in paths
+    assert ("schedules", "run") in paths
+    assert ("keys", "list") in paths
 
     for path in paths:
         result = invoke(*path, "--help")
@@ -104,7 +105,7 @@ def test_options_take_exactly_the_values_the_api_accepts(
 ) -> None:
     # The request itself is not the point: a command that passes its checks stops there.
     for module in (executions, schedules):
-        monkeypatch.setattr(module, "run", lambda action, as_json=False: None)
+        monkeypatch.setattr(module, "run", lambda _action, _as_json=False: None)
     bounds = [getattr(m, a) for m in metadata for a in ("gt", "ge", "lt", "le") if hasattr(m, a)]
     assert bounds, metadata
 
@@ -209,7 +210,8 @@ def test_terminal_tables_never_cut_ids_statuses_or_crons(
     assert len(_rows_with("0 2 * * 1-5", lines)) == 1  # the cron on one line
     if width == 80:
         assert max(map(len, lines)) <= 80
-        assert _rows_with("TOOK", lines) and _rows_with(" ON ", lines)
+        assert _rows_with("TOOK", lines)
+        assert _rows_with(" ON ", lines)
 
 
 @pytest.mark.parametrize("width", [80, 60])
@@ -223,7 +225,8 @@ def test_terminal_keys_table_keeps_the_name(terminal: Callable[[int], io.StringI
     start, end = header.index("NAME"), header.index("PREFIX")
     below = lines[lines.index(header) + 1 :]
     assert "".join(line[start:end].strip() for line in below) == KEY.name
-    assert ULID in below[0] and KEY.prefix in below[0]
+    assert ULID in below[0]
+    assert KEY.prefix in below[0]
 
 
 # -- messages --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ from agentq.client import (
 from agentq.remote import parse_params
 
 Handler = Callable[[httpx.Request], httpx.Response]
-EXECUTION = {
+EXECUTION: dict[str, Any] = {
     "id": "01JEXEC",
     "plugin": "echo",
     "command": "echo",
@@ -170,7 +171,7 @@ def test_an_unreachable_server_raises_a_connection_error() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with pytest.raises(AgentqConnectionError, match="Cannot reach agentq at http://agentq.test"):
+    with pytest.raises(AgentqConnectionError, match=re.escape("Cannot reach agentq at http://agentq.test")):
         client(refuse).get("01JEXEC")
 
 
@@ -208,7 +209,9 @@ def test_submit_sends_the_body_and_idempotency_key() -> None:
         "priority": 9,
     }
     assert seen[0].headers["Idempotency-Key"] == "k1"
-    assert execution.id == "01JEXEC" and execution.status == "queued" and not execution.terminal
+    assert execution.id == "01JEXEC"
+    assert execution.status == "queued"
+    assert not execution.terminal
 
 
 def test_wait_long_polls_until_terminal() -> None:
@@ -221,7 +224,8 @@ def test_wait_long_polls_until_terminal() -> None:
 
     execution = client(handler).wait("01JEXEC")
 
-    assert execution.status == "succeeded" and execution.terminal
+    assert execution.status == "succeeded"
+    assert execution.terminal
     assert waits == ["30.0", "30.0", "30.0"]
 
 
@@ -287,7 +291,8 @@ def test_events_resume_after_a_drop_with_last_event_id() -> None:
 
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert resumed_from == [None, "3"]
-    assert events[-1].terminal and events[-1].status == "succeeded"
+    assert events[-1].terminal
+    assert events[-1].status == "succeeded"
     assert events[3] == Event.model_validate(
         {"seq": 4, "at": "2026-11-22T02:26:29Z", "kind": "log", "data": {"level": "info", "message": "done"}}
     )

@@ -1,6 +1,6 @@
 """What Flower is shown, built without services: task outcomes, agents, events, the broker URL."""
 
-from kombu import Connection
+from kombu.connection import Connection
 
 from core import broker, queue
 from core.models import Execution
@@ -69,7 +69,7 @@ def test_maintenance_messages_go_without_a_task_sent_event() -> None:
 
 def test_redis_urls_use_the_shared_client_transport_and_stay_redis_urls() -> None:
     # Flower recognises a Redis broker by its URL's scheme.
-    with Connection("redis://127.0.0.1:6379/3") as connection:
+    with Connection("redis://127.0.0.1:6379/3") as connection:  # type: ignore[no-untyped-call]
         assert connection.get_transport_cls() is broker.Transport
         assert connection.as_uri().startswith("redis://")
     with queue.app.connection_for_write() as connection:

@@ -121,7 +121,8 @@ def test_a_call_alone_is_served_in_its_coroutine_and_those_meanwhile_are_grouped
     # way, each alone: the error of one is its caller's, and the next is served.
     assert alone == ["a", "fails", "e"]
     assert groups == [["b", "c", "d"]]
-    assert answers[:4] == ["A", "B", "C", "D"] and answers[5] == "E"
+    assert answers[:4] == ["A", "B", "C", "D"]
+    assert answers[5] == "E"
     assert isinstance(answers[4], ConnectionError)
 
 
@@ -130,7 +131,7 @@ def test_groups_served_on_the_loop_never_reach_a_thread_and_fail_as_a_whole() ->
     serving_threads: set[int] = set()
     release = asyncio.Event()
 
-    def serve(items: Sequence[str]) -> list[str | Exception]:
+    def serve(_items: Sequence[str]) -> list[str | Exception]:
         raise AssertionError("a group was served on a thread")
 
     async def serve_alone(item: str) -> str:
@@ -184,13 +185,16 @@ def test_a_grouping_thread_serves_what_arrived_meanwhile_together_and_fails_a_gr
     release_first.set()
 
     answers = [f.exception(5) or f.result(5) for f in [first, *rest]]
-    assert answers[:3] == [0, 10, 20] and answers[5] == 50
+    assert answers[:3] == [0, 10, 20]
+    assert answers[5] == 50
     assert all(isinstance(a, ConnectionError) for a in answers[3:5])
     assert groups == [[0], [1, 2], [3, 4], [5]]
 
 
 def _driver_error(cls: type[Exception], code: int, message: str) -> DBAPIError:
-    return DBAPIError.instance("INSERT", {}, cls(code, message), pymysql.err.Error)
+    error = DBAPIError.instance("INSERT", {}, cls(code, message), pymysql.err.Error)
+    assert isinstance(error, DBAPIError)
+    return error
 
 
 def test_a_group_is_written_again_alone_unless_the_database_is_out_of_reach() -> None:

@@ -23,7 +23,7 @@ def test_glibc_functions_are_found_here() -> None:
 
 def test_frozen_startup_objects_leave_the_collector() -> None:
     before = gc.get_freeze_count()
-    kept = [[] for _ in range(10)]  # tracked by the collector, as lists are
+    kept: list[list[object]] = [[] for _ in range(10)]  # tracked by the collector, as lists are
     heap.freeze_startup()
     assert gc.get_freeze_count() >= before + len(kept)
     gc.unfreeze()

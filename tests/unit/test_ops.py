@@ -127,7 +127,8 @@ def test_log_lines_mask_secrets() -> None:
         line = _log_line(fmt, ["hunter2-secret"], "connecting with %s", url="x")
         assert "hunter2" not in line
         line = _log_line(fmt, ["hunter2-secret"], "key hunter2-secret in a message")
-        assert "hunter2-secret" not in line and logs.MASK in line
+        assert "hunter2-secret" not in line
+        assert logs.MASK in line
 
 
 def test_secrets_come_from_settings_and_flower_auth() -> None:
@@ -171,7 +172,7 @@ class FakeRedis:
         self.lists: dict[str, int] = defaultdict(int)
         self._queued: list[Any] = []
 
-    def pipeline(self, transaction: bool = True) -> "FakeRedis":
+    def pipeline(self, transaction: bool = True) -> "FakeRedis":  # noqa: ARG002 (redis-py's signature)
         return self
 
     def execute(self) -> list[Any]:
@@ -214,7 +215,7 @@ def test_worker_counters_reach_the_api_collector(monkeypatch: pytest.MonkeyPatch
         ],
         client=fake,  # type: ignore[arg-type]
     )
-    monkeypatch.setattr(api_metrics, "_redis", lambda url: fake)
+    monkeypatch.setattr(api_metrics, "_redis", lambda _url: fake)
 
     # When the API collects
     families = {m.name: m for m in api_metrics.StateCollector()._workers()}
@@ -222,7 +223,10 @@ def test_worker_counters_reach_the_api_collector(monkeypatch: pytest.MonkeyPatch
     # Then the histogram is cumulative, ends with +Inf = count, and sums the durations
     histogram = families["agentq_execution_duration_seconds"]
     buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
-    assert buckets["0.01"] == 1 and buckets["0.25"] == 2 and buckets["3600.0"] == 2 and buckets["+Inf"] == 3
+    assert buckets["0.01"] == 1
+    assert buckets["0.25"] == 2
+    assert buckets["3600.0"] == 2
+    assert buckets["+Inf"] == 3
     total = next(s.value for s in histogram.samples if s.name.endswith("_sum"))
     assert total == pytest.approx(7200.203)
     finished = {
@@ -252,7 +256,8 @@ def test_memory_limit() -> None:
     assert worker_metrics.over_memory_limit(0) is None
     assert worker_metrics.over_memory_limit(1_000_000) is None
     rss = worker_metrics.over_memory_limit(1)
-    assert rss is not None and rss > 1024 * 1024
+    assert rss is not None
+    assert rss > 1024 * 1024
 
 
 # -- readiness -------------------------------------------------------------------------
@@ -275,7 +280,8 @@ def test_readiness_caches_and_names_what_failed() -> None:
         "broker": "unavailable: ConnectionError",
         "workers": "unknown: the broker is unavailable",
     }
-    assert ready.get() is answer and calls == ["database", "broker"]
+    assert ready.get() is answer
+    assert calls == ["database", "broker"]
 
 
 def test_readiness_reports_missing_workers() -> None:

@@ -1,5 +1,6 @@
 """The ``http`` plugin: GET through the outbound guard."""
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -50,7 +51,9 @@ def test_get_redirect_to_metadata_address_refused(serve: Callable[[Handler], Non
 def test_get_name_resolving_to_private_refused(serve: Callable[[Handler], None]) -> None:
     serve(site)
 
-    with pytest.raises(PermanentError, match="intranet.example resolves to 192.168.0.10, a private address"):
+    with pytest.raises(
+        PermanentError, match=re.escape("intranet.example resolves to 192.168.0.10, a private address")
+    ):
         get(url="http://intranet.example/")
 
 
@@ -66,7 +69,7 @@ def test_get_private_allowed_by_setting(
 
 def test_get_caps_body(serve: Callable[[Handler], None], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "outbound_max_bytes", 4)
-    serve(lambda request: httpx.Response(200, text="abcdefgh"))
+    serve(lambda _request: httpx.Response(200, text="abcdefgh"))
 
     result = get(url="https://example.com/")
 
@@ -74,7 +77,7 @@ def test_get_caps_body(serve: Callable[[Handler], None], monkeypatch: pytest.Mon
 
 
 def test_get_reports_error_statuses_as_results(serve: Callable[[Handler], None]) -> None:
-    serve(lambda request: httpx.Response(503, text="busy"))
+    serve(lambda _request: httpx.Response(503, text="busy"))
 
     result = get(url="https://example.com/")
 

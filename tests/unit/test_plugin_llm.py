@@ -38,7 +38,7 @@ def chat(**params: Any) -> dict[str, Any]:
 
 
 def test_chat_returns_first_choice(serve: Callable[[Handler], list[httpx.Request]]) -> None:
-    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+    seen = serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     result = chat()
 
@@ -59,7 +59,7 @@ def test_chat_returns_first_choice(serve: Callable[[Handler], list[httpx.Request
 def test_chats_side_by_side_keep_clients_for_the_provider(
     serve: Callable[[Handler], list[httpx.Request]],
 ) -> None:
-    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+    seen = serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     results, kept = run_side_by_side(LlmPlugin(), "chat", [{"messages": MESSAGES}] * 5)
 
@@ -69,7 +69,7 @@ def test_chats_side_by_side_keep_clients_for_the_provider(
 
 
 def test_chat_sends_model_temperature_and_max_tokens(serve: Callable[[Handler], list[httpx.Request]]) -> None:
-    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+    seen = serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     chat(model="llama3", temperature=0, max_tokens=64)
 
@@ -81,7 +81,7 @@ def test_chat_without_key_sends_no_authorization(
     serve: Callable[[Handler], list[httpx.Request]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "llm_api_key", "")
-    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+    seen = serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     chat()
 
@@ -92,7 +92,7 @@ def test_chat_rate_limited_retries_after_provider_delay(
     serve: Callable[[Handler], list[httpx.Request]],
 ) -> None:
     serve(
-        lambda request: httpx.Response(
+        lambda _request: httpx.Response(
             429,
             headers={"Retry-After": "7"},
             json={"error": {"message": "Rate limit reached", "type": "requests"}},
@@ -109,7 +109,7 @@ def test_chat_rate_limited_retries_after_provider_delay(
 def test_chat_server_error_retries_later(
     serve: Callable[[Handler], list[httpx.Request]], status: int
 ) -> None:
-    serve(lambda request: httpx.Response(status, text="upstream trouble"))
+    serve(lambda _request: httpx.Response(status, text="upstream trouble"))
 
     with pytest.raises(RetryLater, match="upstream trouble") as caught:
         chat()
@@ -131,14 +131,14 @@ def test_chat_bad_request_is_permanent_with_provider_message(
     serve: Callable[[Handler], list[httpx.Request]],
 ) -> None:
     error = {"error": {"message": "The model `gpt-9` does not exist", "type": "invalid_request_error"}}
-    serve(lambda request: httpx.Response(400, json=error))
+    serve(lambda _request: httpx.Response(400, json=error))
 
     with pytest.raises(PermanentError, match="answered 400: The model `gpt-9` does not exist"):
         chat(model="gpt-9")
 
 
 def test_chat_unauthorized_is_permanent(serve: Callable[[Handler], list[httpx.Request]]) -> None:
-    serve(lambda request: httpx.Response(401, json={"error": "invalid api key"}))
+    serve(lambda _request: httpx.Response(401, json={"error": "invalid api key"}))
 
     with pytest.raises(PermanentError, match="answered 401: invalid api key"):
         chat()
@@ -148,7 +148,7 @@ def test_chat_missing_base_url_is_permanent(
     serve: Callable[[Handler], list[httpx.Request]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "llm_base_url", "")
-    seen = serve(lambda request: httpx.Response(200, json=COMPLETION))
+    seen = serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     with pytest.raises(PermanentError, match="set AGENTQ_LLM_BASE_URL"):
         chat()
@@ -157,7 +157,7 @@ def test_chat_missing_base_url_is_permanent(
 
 
 def test_chat_answer_without_choices_is_permanent(serve: Callable[[Handler], list[httpx.Request]]) -> None:
-    serve(lambda request: httpx.Response(200, json={"choices": []}))
+    serve(lambda _request: httpx.Response(200, json={"choices": []}))
 
     with pytest.raises(PermanentError, match="without a chat completion"):
         chat()
@@ -167,7 +167,7 @@ def test_chat_local_provider_needs_allow_private(
     serve: Callable[[Handler], list[httpx.Request]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "llm_base_url", "http://127.0.0.1:11434/v1")
-    serve(lambda request: httpx.Response(200, json=COMPLETION))
+    serve(lambda _request: httpx.Response(200, json=COMPLETION))
 
     with pytest.raises(PermanentError, match="AGENTQ_OUTBOUND_ALLOW_PRIVATE=1"):
         chat()

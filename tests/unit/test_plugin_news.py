@@ -1,5 +1,6 @@
 """The ``news`` plugin: the latest items of RSS 2.0 and Atom feeds."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,7 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def feed(body: bytes, content_type: str = "application/rss+xml") -> Handler:
-    return lambda request: httpx.Response(200, content=body, headers={"Content-Type": content_type})
+    return lambda _request: httpx.Response(200, content=body, headers={"Content-Type": content_type})
 
 
 def latest(**params: object) -> dict[str, object]:
@@ -148,7 +149,7 @@ def test_latest_body_naming_a_local_file_is_not_opened(
     ("status", "error"), [(404, PermanentError), (410, PermanentError), (503, RetryLater)]
 )
 def test_latest_error_status(serve: Callable[[Handler], None], status: int, error: type[Exception]) -> None:
-    serve(lambda request: httpx.Response(status))
+    serve(lambda _request: httpx.Response(status))
 
     with pytest.raises(error, match=f"answered {status}"):
         latest(feed_url="https://news.example/rss.xml")
@@ -157,7 +158,9 @@ def test_latest_error_status(serve: Callable[[Handler], None], status: int, erro
 def test_latest_feed_on_private_address_refused(serve: Callable[[Handler], None]) -> None:
     serve(feed(RSS))
 
-    with pytest.raises(PermanentError, match="feeds.internal resolves to 10.20.30.40, a private address"):
+    with pytest.raises(
+        PermanentError, match=re.escape("feeds.internal resolves to 10.20.30.40, a private address")
+    ):
         latest(feed_url="http://feeds.internal/rss")
 
 

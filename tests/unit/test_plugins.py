@@ -54,7 +54,8 @@ def test_a_plugin_whose_dependency_is_missing_is_left_out_loudly(
     assert {entry.plugin for entry in registry.catalog("agentq")} == names
     assert "feedparser" in registry.left_out["news"]
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert "plugin news" in record.getMessage() and "feedparser" in record.getMessage()
+    assert "plugin news" in record.getMessage()
+    assert "feedparser" in record.getMessage()
     assert "ModuleNotFoundError" in record.getMessage() or "ImportError" in record.getMessage()
 
 
@@ -62,12 +63,13 @@ def test_an_installed_plugin_that_cannot_be_imported_is_left_out(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = EntryPoint("broken", "agentq_no_such_module:BrokenPlugin", registry_module.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry_module, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(registry_module, "entry_points", lambda **_: [broken])
 
     with caplog.at_level(logging.ERROR, logger="workers.plugins.registry"):
         registry = load_registry()
 
-    assert "broken" in registry.left_out and "agentq_no_such_module" in registry.left_out["broken"]
+    assert "broken" in registry.left_out
+    assert "agentq_no_such_module" in registry.left_out["broken"]
     assert {"echo", "simulate"} <= {p.name for p in registry}
     assert any("plugin broken" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
@@ -103,11 +105,11 @@ def test_commands_are_collected_with_sync_and_async_kinds() -> None:
         name = "mixed"
 
         @command(Nothing)
-        def a(self, ctx: Context, params: Nothing) -> int:
+        def a(self, _ctx: Context, _params: Nothing) -> int:
             return 1
 
         @command(Nothing, name="b-async")
-        async def b(self, ctx: Context, params: Nothing) -> int:
+        async def b(self, _ctx: Context, _params: Nothing) -> int:
             return 2
 
     assert {n: c.is_async for n, c in Mixed.commands.items()} == {"a": False, "b-async": True}
@@ -127,7 +129,8 @@ def test_simulate_reports_progress_and_result(mode: str) -> None:
         SimulatePlugin(), "run", {"sleep_s": 0.05, "progress_steps": 2, "result_bytes": 3, "mode": mode}, ctx
     )
 
-    assert result["filler"] == "xxx" and result["mode"] == mode
+    assert result["filler"] == "xxx"
+    assert result["mode"] == mode
     assert [p["percent"] for p in seen] == [50.0, 100.0]
 
 

@@ -154,7 +154,8 @@ def test_log_lines_past_the_cap_leave_one_notice(monkeypatch: pytest.MonkeyPatch
 
     lines = [data for kind, data in buffered(attempt)]
     assert [line["message"] for line in lines[:2]] == ["line 0", "line 1"]
-    assert lines[2]["level"] == "warning" and "log limit reached: 3 lines" in lines[2]["message"]
+    assert lines[2]["level"] == "warning"
+    assert "log limit reached: 3 lines" in lines[2]["message"]
     assert len(lines) == 3
 
 
@@ -219,14 +220,17 @@ def test_a_run_handed_back_runs_again_while_attempts_are_left() -> None:
     recording = outcomes.recording(held(2, max_retries=2), S.RETRYING, None, None)
 
     assert recording.hand_back
-    assert recording.finish is not None and recording.finish.status is S.RETRYING
+    assert recording.finish is not None
+    assert recording.finish.status is S.RETRYING
 
 
 def test_a_run_handed_back_on_its_last_attempt_fails() -> None:
     recording = outcomes.recording(held(3, max_retries=2), S.RETRYING, None, None)
 
-    assert not recording.hand_back and recording.retry_in_s is None
-    assert recording.finish is not None and recording.finish.status is S.FAILED
+    assert not recording.hand_back
+    assert recording.retry_in_s is None
+    assert recording.finish is not None
+    assert recording.finish.status is S.FAILED
     assert recording.finish.error is not None
     assert recording.finish.error["type"] == "handed_back"
     assert "attempt 3, the last one max_retries=2 allows" in recording.finish.error["message"]
@@ -238,7 +242,8 @@ def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop() -> Non
 
     heartbeat.finish_stuck([late, on_time])
 
-    assert late.stop_reason == "timed_out" and late.ctx.cancelled
+    assert late.stop_reason == "timed_out"
+    assert late.ctx.cancelled
     assert on_time.stop_reason is None
 
 
@@ -270,12 +275,12 @@ def test_a_stall_shared_by_many_runs_names_each_command_once(
 ) -> None:
     counted: list[dict[str, float]] = []
     monkeypatch.setattr(metrics, "loop_blocked", lambda seconds: counted.append(dict(seconds)))
-    runs = {fake_run(f"01HOG{i}", "hog", "block"): 0.5 for i in range(3)}
+    runs: dict[Attempt | None, float] = {fake_run(f"01HOG{i}", "hog", "block"): 0.5 for i in range(3)}
     runs[fake_run("01GET", "http", "get")] = 0.25
     runs[None] = 0.25
 
     with caplog.at_level(logging.WARNING, logger="agentq.runtime"):
-        stalls.report_blocked(2.0, runs)  # type: ignore[arg-type]
+        stalls.report_blocked(2.0, runs)
 
     (record,) = caplog.records
     assert record.getMessage() == (

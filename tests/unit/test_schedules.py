@@ -108,7 +108,8 @@ def test_plan_catch_up_fires_each_missed_slot_up_to_the_bound() -> None:
     large = plan(interval(1, "catch_up", first), first + timedelta(days=1), catch_up_max=10)
 
     assert small.slots == [first, first + timedelta(minutes=1), first + timedelta(minutes=2)]
-    assert len(large.slots) == 10 and large.slots[-1] == first + timedelta(days=1)
+    assert len(large.slots) == 10
+    assert large.slots[-1] == first + timedelta(days=1)
     assert large.next_run_at == first + timedelta(days=1, seconds=1)
 
 
@@ -120,7 +121,8 @@ def test_plan_cron_catch_up_and_on_time() -> None:
     on_time = plan(schedule, first, catch_up_max=3)
     late = plan(schedule, first + timedelta(minutes=12), catch_up_max=10)
 
-    assert on_time.slots == [first] and on_time.next_run_at == first + timedelta(minutes=5)
+    assert on_time.slots == [first]
+    assert on_time.next_run_at == first + timedelta(minutes=5)
     assert late.slots == [first + timedelta(minutes=m) for m in (0, 5, 10)]
     assert late.next_run_at == first + timedelta(minutes=15)
 
