@@ -16,6 +16,6 @@ class EchoPlugin(Plugin):
     description = "Returns its params unchanged."
 
     @command(EchoParams)
-    def echo(self, _ctx: Context, params: EchoParams) -> dict[str, Any]:
+    def echo(self, ctx: Context, params: EchoParams) -> dict[str, Any]:
         """Return the params."""
         return params.model_dump()

@@ -22,7 +22,7 @@ class HttpPlugin(Plugin):
     description = "Fetches a URL with GET; refuses private addresses and caps the body."
 
     @command(GetParams)
-    async def get(self, _ctx: Context, params: GetParams) -> dict[str, Any]:
+    async def get(self, ctx: Context, params: GetParams) -> dict[str, Any]:
         """GET a URL and return its status, headers and body (capped)."""
         fetched = await outbound.fetch(params.url, timeout_s=params.timeout_s)
         return {

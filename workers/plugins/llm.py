@@ -45,7 +45,7 @@ class LlmPlugin(Plugin):
     description = "Asks an OpenAI-compatible chat completions API (AGENTQ_LLM_BASE_URL)."
 
     @command(ChatParams)
-    async def chat(self, _ctx: Context, params: ChatParams) -> dict[str, Any]:
+    async def chat(self, ctx: Context, params: ChatParams) -> dict[str, Any]:
         """Send the messages and return the first choice's reply."""
         base_url = settings.llm_base_url.rstrip("/")
         if not base_url:

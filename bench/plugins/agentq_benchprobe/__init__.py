@@ -34,7 +34,7 @@ class ProbePlugin(Plugin):
     version = "0.1"
 
     @command(LagParams)
-    async def lag(self, _ctx: Context, params: LagParams) -> dict[str, Any]:
+    async def lag(self, ctx: Context, params: LagParams) -> dict[str, Any]:
         """Sample the loop's lag until ``stop_file`` exists; its percentiles in ms."""
         stop = Path(params.stop_file)
         samples: list[float] = []
