@@ -7,54 +7,30 @@ API takes effect within a tick, without a restart. Only one beat is active: it h
 Redis lock that it renews each tick; a standby takes the lock over when it expires.
 Exactly-once per slot does not rest on the lock: each fire is a compare-and-set on
 the schedule's ``next_run_at`` plus a unique key on (schedule, slot).
+
+The active beat fires due schedules a set at a time (``core.schedules.fire_due``), and
+sleeps until the earliest fire time, a tick at most. Every beat serves its metrics on
+``AGENTQ_BEAT_METRICS_PORT`` (``workers/beat_metrics.py``).
 """
 
-import contextlib
 import logging
-import uuid
 from typing import Any
 
 import redis
 from celery.beat import Scheduler
-from redis.exceptions import LockError
 
+from core import store
+from core.leadership import Leadership
 from core.models import utcnow
 from core.schedules import fire_due
 from core.settings import settings
+from workers import beat_metrics
 
 log = logging.getLogger("agentq.beat")
 
 
-class Leadership:
-    """A Redis lock with a TTL: held by the active beat, renewed every tick."""
-
-    def __init__(self, client: redis.Redis, ttl_s: float) -> None:
-        self._lock = client.lock("agentq:beat:leader", timeout=ttl_s, blocking=False)
-        self._token = uuid.uuid4().hex.encode()
-        self.held = False
-
-    def hold(self) -> bool:
-        """True while this beat is the active one; tries to become it otherwise."""
-        try:
-            if self.held:
-                self._lock.reacquire()
-            else:
-                self.held = bool(self._lock.acquire(token=self._token))
-                if self.held:
-                    log.info("this beat is now the active one")
-        except LockError:
-            log.warning("lost the beat lock; standing by")
-            self.held = False
-        except redis.RedisError as exc:
-            log.warning("cannot reach Redis for the beat lock (%s); standing by", exc)
-            self.held = False
-        return self.held
-
-    def release(self) -> None:
-        if self.held:
-            with contextlib.suppress(LockError, redis.RedisError):
-                self._lock.release()
-            self.held = False
+# However soon the next schedule fires, a beat sleeps this long at least between ticks.
+MIN_WAIT_S = 0.01
 
 
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
@@ -63,16 +39,28 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.leadership = Leadership(redis.Redis.from_url(settings.redis_url), settings.beat_lock_s)
+        if settings.beat_metrics_port:
+            beat_metrics.serve(settings.beat_metrics_port, settings.beat_metrics_host)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if not self.leadership.hold():
-            return settings.beat_tick_s
-        wait_s = super().tick(*args, **kwargs)  # static entries
+        held = self.leadership.hold()
+        beat_metrics.record_leader(self.leadership.name, held)
+        wait_s = float(super().tick(*args, **kwargs)) if held else settings.beat_tick_s  # static entries
         try:
-            fire_due(utcnow())
+            if held:
+                # Half the lock's TTL at most, so that the lock is renewed in time.
+                fires = fire_due(budget_s=settings.beat_lock_s / 2)
+                beat_metrics.record_fires(fires.executions, fires.skipped, fires.lags_s)
+            now = utcnow()
+            due, earliest = store.due_summary(now)
+            beat_metrics.record_due(due)
         except Exception:  # the database may be restarting; the next tick tries again
             log.exception("firing database schedules failed")
-        return min(float(wait_s), settings.beat_tick_s)
+            return min(wait_s, settings.beat_tick_s)
+        if held and earliest is not None:
+            # Wake as the next schedule fires, not up to a tick after it.
+            wait_s = min(wait_s, max(MIN_WAIT_S, (earliest - now).total_seconds()))
+        return min(wait_s, settings.beat_tick_s)
 
     def close(self) -> None:
         self.leadership.release()

@@ -71,6 +71,30 @@ def migrate(
     upgrade(revision)
 
 
+@app.command("beat-health", cls=remote.Command)
+def beat_health() -> None:
+    """Exit 0 while a beat holds the beat lock, naming it; 1 when none does (schedules do not fire).
+
+    Reads the lock in Redis at AGENTQ_REDIS_URL: usable as beat's container healthcheck.
+    """
+    import redis
+
+    from core.leadership import holder
+    from core.settings import settings
+
+    try:
+        found = holder(redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5))
+    except redis.RedisError as exc:
+        typer.echo(f"cannot read the beat lock in Redis: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if found is None:
+        typer.echo("no beat holds the beat lock: schedules are not firing", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"beat {found.name} holds the beat lock (expires in {found.expires_in_s:.1f} s unless renewed)"
+    )
+
+
 remote.register(app)
 
 

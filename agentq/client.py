@@ -259,6 +259,7 @@ class Schedule(_Model):
     priority: int = 5
     timeout_s: float | None = None
     max_retries: int | None = None
+    jitter_s: float | None = None
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
     created_at: datetime

@@ -207,6 +207,8 @@ def schedules(rows: Sequence[Schedule], next_cursor: str | None) -> None:
 
 def schedule(row: Schedule) -> None:
     timing = f"cron {row.cron} ({row.timezone})" if row.cron else _timing(row)
+    if row.jitter_s:
+        timing += f", each run up to {row.jitter_s:g}s after its slot"
     out.print(f"schedule [bold]{row.id}[/bold] {row.name}: {row.plugin}/{row.command}, {timing}")
     if not row.enabled:
         out.print("disabled: it fires only when run by hand")

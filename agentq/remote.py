@@ -43,6 +43,7 @@ STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "timed_out",
 # `agentq --help` imports no settings; tests/unit/test_cli.py holds them equal.
 MAX_TIMEOUT_S = 3600
 MAX_INTERVAL_S = 366 * 24 * 3600
+MAX_JITTER_S = 24 * 3600
 MAX_PAGE = 500
 
 

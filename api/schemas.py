@@ -174,6 +174,11 @@ class AgentResult(BaseModel):
 MissedPolicy = Literal["skip", "catch_up"]
 OverlapPolicy = Literal["allow", "skip"]
 MAX_INTERVAL_S = 366 * 24 * 3600
+MAX_JITTER_S = 24 * 3600
+JITTER_DOC = (
+    "Spread each fire uniformly over [slot, slot + jitter_s] seconds, the same time for a "
+    "given slot whichever beat fires it; `next_fire_times` still lists the slots."
+)
 
 
 class ScheduleFields(BaseModel):
@@ -193,6 +198,7 @@ class ScheduleFields(BaseModel):
     priority: int = Field(DEFAULT_PRIORITY, ge=0, le=9)
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
+    jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S, description=JITTER_DOC)
 
 
 class ScheduleCreate(ScheduleFields):
@@ -220,6 +226,7 @@ class ScheduleUpdate(BaseModel):
     priority: int | None = Field(None, ge=0, le=9)
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
+    jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S)
 
 
 class SchedulePublic(BaseModel):
@@ -239,6 +246,7 @@ class SchedulePublic(BaseModel):
     priority: int
     timeout_s: float | None
     max_retries: int | None
+    jitter_s: float | None
     next_run_at: datetime | None
     last_run_at: datetime | None
     created_at: datetime

@@ -171,13 +171,16 @@ class Schedule(Base):
     priority: Mapped[int] = mapped_column(default=DEFAULT_PRIORITY)
     timeout_s: Mapped[float | None]
     max_retries: Mapped[int | None]
-    next_run_at: Mapped[datetime | None]  # None while disabled
+    # Each fire is spread over [slot, slot + jitter_s], the same for a (schedule, slot).
+    jitter_s: Mapped[float | None]
+    next_run_at: Mapped[datetime | None]  # the next slot; None while disabled
+    next_fire_at: Mapped[datetime | None]  # when that slot fires: next_run_at plus its jitter
     last_run_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
-        Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
+        Index("ix_schedules_enabled_next_fire_at", "enabled", "next_fire_at"),
         UniqueConstraint("owner", "name", name="uq_schedules_owner_name"),
     )
 

@@ -3,13 +3,21 @@
 Cron runs in the schedule's IANA timezone with Debian cron's DST rules (cronsim): a
 time that falls in the spring-forward gap runs once, at the end of the gap; a time that
 the autumn fall-back repeats runs once, at its first occurrence.
+
+A schedule with ``jitter_s`` fires each slot at a time of its own in
+[slot, slot + jitter_s] (``jitter``); its execution's ``slot_at`` is the slot, its
+``created_at`` the time it fired.
 """
 
+import hashlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,6 +72,34 @@ def next_fire(schedule: Schedule, after: datetime) -> datetime:
     return next(fire_times(schedule, after))
 
 
+@lru_cache(maxsize=4096)
+def _next_cron(expression: str, timezone: str, after: datetime) -> datetime:
+    # Thousands of schedules share a cron and a slot: the next one is computed once.
+    return next(iter(CronSim(expression, after.astimezone(zone(timezone))))).astimezone(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def jitter(schedule_id: str, slot: datetime, jitter_s: float | None) -> timedelta:
+    """How long after ``slot`` the schedule fires it: uniform over [0, ``jitter_s``].
+
+    A hash of the schedule and the slot, not a random draw: every beat, a standby taking
+    over included, picks the same time for a slot.
+    """
+    if not jitter_s:
+        return timedelta(0)
+    key = f"{schedule_id}@{(slot - _EPOCH) // _MICROSECOND}".encode()
+    fraction = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest()) / 2**64  # [0, 1)
+    return timedelta(microseconds=round(fraction * jitter_s * 1_000_000))
+
+
+def fire_at(schedule: Schedule, slot: datetime) -> datetime:
+    """When beat fires ``slot`` of ``schedule``: the slot plus its jitter."""
+    return slot + jitter(schedule.id, slot, schedule.jitter_s)
+
+
 def upcoming(schedule: Schedule, n: int = 5) -> list[datetime]:
     """The next ``n`` fire times of an enabled schedule, from its ``next_run_at``."""
     if not schedule.enabled or schedule.next_run_at is None:
@@ -91,6 +127,9 @@ def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
     assert first <= now
     keep = 1 if schedule.missed_policy == "skip" else catch_up_max
     if schedule.cron:
+        following = _next_cron(schedule.cron, schedule.timezone, first)
+        if following > now:  # on time: the one slot
+            return Plan(slots=[first], next_run_at=following, missed=0)
         fired: deque[datetime] = deque(maxlen=keep)
         slots, slot, due = fire_times(schedule, first), first, 0
         while slot <= now and due < _MAX_SCAN:
@@ -127,28 +166,88 @@ def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
     )
 
 
-def fire_due(now: datetime) -> int:
-    """Fire every due schedule once per slot; returns how many executions were created."""
-    created = 0
-    for schedule in store.due_schedules(now):
-        planned = plan(schedule, now, settings.catch_up_max)
-        specs = [_spec(schedule, slot) for slot in planned.slots]
-        rows = store.fire(
-            schedule, specs, planned.next_run_at, skip_if_active=schedule.overlap_policy == "skip"
+@dataclass
+class Fires:
+    """What ``fire_due`` did."""
+
+    executions: int = 0
+    schedules: int = 0  # advanced to their next slot
+    skipped: int = 0  # due slots not fired: missed-run policy, a live run (overlap skip), fired before
+    lags_s: list[float] = field(default_factory=list)  # per execution: created_at - its fire time
+    left_due: bool = False  # stopped at the time budget with schedules still due
+
+
+class _Planner:
+    """Plans each due schedule of a set (``store.fire_set``) and keeps what the set's
+    figures need: when each slot was to fire, and the slots each schedule missed."""
+
+    def __init__(self, now: datetime | None) -> None:
+        self.now = now
+        self.fire_times: dict[tuple[str, datetime], datetime] = {}
+        self.missed: dict[str, int] = {}
+
+    def __call__(self, schedule: Schedule) -> store.Firing:
+        planned = plan(schedule, utcnow() if self.now is None else self.now, settings.catch_up_max)
+        self.missed[schedule.id] = planned.missed
+        for slot in planned.slots:
+            self.fire_times[(schedule.id, slot)] = fire_at(schedule, slot)
+        assert schedule.next_run_at is not None
+        return store.Firing(
+            schedule_id=schedule.id,
+            read_next_run_at=schedule.next_run_at,
+            next_run_at=planned.next_run_at,
+            next_fire_at=fire_at(schedule, planned.next_run_at),
+            last_run_at=planned.slots[-1],
+            specs=[_spec(schedule, slot) for slot in planned.slots],
+            skip_if_active=schedule.overlap_policy == "skip",
         )
-        if rows is None:
-            continue  # another beat fired it, or it was edited meanwhile
-        if planned.missed or not rows:
-            log.info(
-                "schedule %s: fired %d, skipped %d slots",
-                schedule.name,
-                len(rows),
-                planned.missed + len(specs) - len(rows),
-            )
-        if rows:
-            queue.publish(rows)
-            created += len(rows)
-    return created
+
+
+def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: int = 0) -> Fires:
+    """Fire every due schedule once per slot, ``batch`` (``AGENTQ_BEAT_BATCH_SIZE``) at a time.
+
+    Each set is one transaction (``store.fire_set``) and one ``queue.publish``; sets go
+    on until one is not full, or ``budget_s`` has passed. Due means at ``now``, or, when
+    ``now`` is None, at the moment each set is read.
+    """
+    size = batch or settings.beat_batch_size
+    started = time.monotonic()
+    fires = Fires()
+    while True:
+        planner = _Planner(now)
+        firings, fired = store.fire_set(utcnow() if now is None else now, size, planner)
+        if fired is not None:
+            done = list(firings)
+        else:  # the compare-and-set missed: one by one, each winning or losing alone
+            fired = store.Fired()
+            done = []
+            for firing in firings:
+                alone = store.fire(firing)
+                if alone is not None:
+                    done.append(firing)
+                    fired.executions += alone.executions
+        queue.publish(fired.executions)
+        slots = sum(len(f.specs) + planner.missed[f.schedule_id] for f in done)
+        fires.executions += len(fired.executions)
+        fires.schedules += len(done)
+        fires.skipped += slots - len(fired.executions)
+        fires.lags_s += [
+            (e.created_at - planner.fire_times[(e.schedule_id, e.slot_at)]).total_seconds()  # type: ignore[index]
+            for e in fired.executions
+        ]
+        if len(firings) < size or not done:
+            break
+        if time.monotonic() - started >= budget_s:
+            fires.left_due = True
+            break
+    if fires.skipped:
+        log.info(
+            "fired %d executions for %d schedules; %d due slots skipped (missed-run or overlap policy)",
+            fires.executions,
+            fires.schedules,
+            fires.skipped,
+        )
+    return fires
 
 
 def run_now(schedule: Schedule) -> Execution:

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # over within this after the active one dies.
     beat_lock_s: Annotated[float, Field(gt=0)] = 10.0
     catch_up_max: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Due schedules beat fires together: one locking read, one UPDATE, one INSERT, one publish.
+    beat_batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
+    # Beat serves Prometheus metrics on this port (0: none), on this address.
+    beat_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    beat_metrics_host: str = "127.0.0.1"
 
     # Per API key: a token bucket refilled at this rate (0 turns it off), holding `burst`.
     rate_limit_per_s: Annotated[float, Field(ge=0)] = 100.0

@@ -8,6 +8,7 @@ import typer
 
 from agentq.remote import (
     MAX_INTERVAL_S,
+    MAX_JITTER_S,
     MAX_PAGE,
     Command,
     Cursor,
@@ -81,6 +82,15 @@ def add(
     priority: Priority = None,
     timeout: Timeout = None,
     max_retries: MaxRetries = None,
+    jitter: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=MAX_JITTER_S,
+            help="Spread each run over this many seconds after its slot (jitter_s), "
+            "the same delay for a slot whichever beat fires it.",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Add a schedule: give --cron or --every. Prints its next runs in its zone."""
@@ -105,6 +115,7 @@ def add(
             priority=priority,
             timeout_s=timeout,
             max_retries=max_retries,
+            jitter_s=jitter,
         )
         if as_json:
             output.print_json(created)

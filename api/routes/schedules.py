@@ -56,6 +56,11 @@ def _next_run_at(schedule: Schedule) -> Any:
     return schedules.next_fire(schedule, utcnow()) if schedule.enabled else None
 
 
+def _next_fire_at(schedule: Schedule, next_run_at: Any) -> Any:
+    """When beat fires the next slot: the slot plus its jitter."""
+    return None if next_run_at is None else schedules.fire_at(schedule, next_run_at)
+
+
 @router.post("", status_code=201)
 def create_schedule(schedule_in: ScheduleCreate, response: Response, owner: OwnerDep) -> SchedulePublic:
     """Create a periodic agent; it fires from its next slot on."""
@@ -65,6 +70,7 @@ def create_schedule(schedule_in: ScheduleCreate, response: Response, owner: Owne
     )
     _check(schedule)
     schedule.next_run_at = _next_run_at(schedule)
+    schedule.next_fire_at = _next_fire_at(schedule, schedule.next_run_at)
     store.create_schedule(schedule)
     response.headers["Location"] = f"/v1/schedules/{schedule.id}"
     return _public(schedule)
@@ -100,7 +106,9 @@ def update_schedule(schedule_id: str, schedule_in: ScheduleUpdate, owner: OwnerD
     _check(merged)
     changes["queue"] = merged.queue
     if TIMING & changes.keys():
-        changes["next_run_at"] = _next_run_at(merged)
+        changes["next_run_at"] = merged.next_run_at = _next_run_at(merged)
+    if {"next_run_at", "jitter_s"} & changes.keys():
+        changes["next_fire_at"] = _next_fire_at(merged, merged.next_run_at)
     return _public(store.update_schedule(schedule_id, owner, changes))
 
 

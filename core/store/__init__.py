@@ -36,10 +36,13 @@ from core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_
 from core.store.lifecycle import Finish, claim, finish, heartbeat
 from core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from core.store.schedules import (
+    Fired,
+    Firing,
     create_schedule,
     delete_schedule,
-    due_schedules,
+    due_summary,
     fire,
+    fire_set,
     get_schedule,
     list_schedules,
     update_schedule,
@@ -47,6 +50,8 @@ from core.store.schedules import (
 
 __all__ = [
     "Finish",
+    "Fired",
+    "Firing",
     "NewEvent",
     "NewExecution",
     "Submitted",
@@ -58,12 +63,13 @@ __all__ = [
     "create_executions",
     "create_schedule",
     "delete_schedule",
-    "due_schedules",
+    "due_summary",
     "end_lost",
     "error_types",
     "expired_leases",
     "finish",
     "fire",
+    "fire_set",
     "get_execution",
     "get_execution_on_loop",
     "get_executions",

@@ -100,8 +100,11 @@ def test_two_beats_fire_each_slot_once_and_standby_takes_over(stack: Stack, beat
 def test_concurrent_fires_make_one_execution_per_slot(stack: Stack) -> None:
     # No lock at all: many firers race on the same due slot; the database lets one win.
     schedule = create(stack, interval_s=3600, params={"race": True})
+    now = utcnow()
     with session_scope() as session:
-        session.execute(update(Schedule).where(Schedule.id == schedule["id"]).values(next_run_at=utcnow()))
+        session.execute(
+            update(Schedule).where(Schedule.id == schedule["id"]).values(next_run_at=now, next_fire_at=now)
+        )
     barrier = threading.Barrier(8)
 
     def racer() -> None:
