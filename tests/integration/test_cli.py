@@ -164,8 +164,9 @@ def test_cli_plugins_and_keys(stack: Stack) -> None:
 
 def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
     added = agentq(
-        stack, "schedules", "add", "cli-hourly", "echo", "echo", "--every", "3600", "-p", "from=cli", "--json"
-    )
+        stack, "schedules", "add", "cli-hourly", "echo", "echo", "--every", "3600", "-p", "from=cli",
+        "--jitter", "90", "--json",
+    )  # fmt: skip
     schedule = json_out(added)
     listed = agentq(stack, "schedules", "list", "--json")
     ran = agentq(stack, "schedules", "run", schedule["id"], "--wait", "--json")
@@ -176,6 +177,7 @@ def test_cli_schedules_add_list_run_rm(stack: Stack) -> None:
     assert added.returncode == 0, added.stderr
     assert schedule["interval_s"] == 3600
     assert schedule["params"] == {"from": "cli"}
+    assert schedule["jitter_s"] == 90
     assert schedule["id"] in [s["id"] for s in json_out(listed)["schedules"]]
     assert ran.returncode == 0, ran.stderr
     assert json_out(ran)["result"] == {"from": "cli"}

@@ -94,6 +94,7 @@ RANGES = [
     ((*ADD, "--every", "60"), "--timeout", _field(ScheduleCreate, "timeout_s"), 0.5),
     ((*ADD, "--cron", "* * * * *"), "--priority", _field(ScheduleCreate, "priority"), 1),
     (ADD, "--every", _field(ScheduleCreate, "interval_s"), 0.5),
+    ((*ADD, "--every", "60"), "--jitter", _field(ScheduleCreate, "jitter_s"), 0.5),
     (("list",), "--limit", _query(execution_routes.read_executions, "limit"), 1),
     (("schedules", "list"), "--limit", _query(schedule_routes.read_schedules, "limit"), 1),
 ]

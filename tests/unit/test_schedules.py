@@ -1,12 +1,15 @@
-"""Schedule timing: cron in a timezone across DST, intervals, missed-run planning."""
+"""Schedule timing: cron in a timezone across DST, intervals, missed-run planning, jitter."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.models import Schedule
-from core.schedules import InvalidTiming, fire_times, plan, upcoming, validate_cron, zone
+from core.schedules import InvalidTiming, fire_at, fire_times, jitter, plan, upcoming, validate_cron, zone
 
 
 def cron(expression: str, tz: str = "UTC", **fields: object) -> Schedule:
@@ -136,3 +139,74 @@ def test_upcoming_lists_five_from_next_run_and_none_when_disabled() -> None:
 
     assert days == [1, 2, 5, 6, 7]
     assert upcoming(schedule, 5) == []
+
+
+# -- jitter ----------------------------------------------------------------------------
+
+SCHEDULE_ID = "01KAV8W3Q5M2X9R7T4B6N8P0CD"
+
+
+def test_jitter_is_the_same_for_a_schedule_and_slot_whoever_computes_it() -> None:
+    slot = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    first = jitter(SCHEDULE_ID, slot, 60)
+
+    assert jitter(SCHEDULE_ID, slot, 60) == first
+    assert (
+        jitter(SCHEDULE_ID, slot.astimezone(ZoneInfo("Asia/Tokyo")), 60) == first
+    )  # the instant, not its zone
+    # Not Python's per-process hash() nor a random draw: a standby beat, another process
+    # with another hash seed, picks this very time.
+    code = (
+        "from datetime import UTC, datetime; from core.schedules import jitter; "
+        f"print(jitter({SCHEDULE_ID!r}, datetime(2026, 1, 1, 9, 0, tzinfo=UTC), 60).total_seconds())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert float(other.stdout) == first.total_seconds()
+    assert jitter("01KAV8W3Q5M2X9R7T4B6N8P0CE", slot, 60) != first
+    assert jitter(SCHEDULE_ID, slot + timedelta(minutes=1), 60) != first
+
+
+def test_jitter_spreads_fires_uniformly_within_its_bound() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    offsets = [jitter(SCHEDULE_ID, start + timedelta(minutes=i), 30).total_seconds() for i in range(10_000)]
+
+    assert all(0 <= o <= 30 for o in offsets)
+    deciles = [sum(1 for o in offsets if 3 * d <= o < 3 * (d + 1)) for d in range(10)]
+    assert all(850 <= n <= 1150 for n in deciles), deciles  # 1,000 each, give or take
+
+
+def test_no_jitter_fires_at_the_slot_and_next_fire_times_are_the_slots() -> None:
+    slot = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    schedule = cron("0 * * * *", next_run_at=slot, id=SCHEDULE_ID, jitter_s=None)
+
+    assert fire_at(schedule, slot) == slot
+    assert jitter(SCHEDULE_ID, slot, 0) == timedelta(0)
+    schedule.jitter_s = 600
+    assert slot < fire_at(schedule, slot) <= slot + timedelta(minutes=10)
+    assert upcoming(schedule, 3) == [slot + timedelta(hours=h) for h in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "tz", "first"),
+    [
+        ("* * * * *", "UTC", datetime(2026, 1, 1, 0, 0, tzinfo=UTC)),
+        ("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 28, 1, 30, tzinfo=UTC)),  # next: in the gap
+        ("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 24, 0, 30, tzinfo=UTC)),  # next: repeated hour
+        ("15 * * * *", "America/New_York", datetime(2026, 3, 8, 6, 15, tzinfo=UTC)),
+    ],
+)
+def test_plan_of_a_slot_on_time_is_that_slot_then_the_next(expression: str, tz: str, first: datetime) -> None:
+    schedule = cron(expression, tz, next_run_at=first)
+
+    planned = plan(schedule, first + timedelta(seconds=1), catch_up_max=10)
+
+    assert planned.slots == [first]
+    assert planned.next_run_at == next(fire_times(schedule, first))
+    assert planned.missed == 0
