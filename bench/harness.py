@@ -188,6 +188,8 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     api_url: str = ""
     _db: pymysql.connections.Connection | None = None
+    # The source tree the processes run from: this one, or another version's (a baseline).
+    root: Path = ROOT
 
     @property
     def db(self) -> pymysql.connections.Connection:
@@ -241,6 +243,14 @@ class Stack:
             argv += ["--concurrency", str(concurrency)]
         return self._start(name, argv, {**self.env, **env})
 
+    def start_beat(self, name: str, **env: str) -> Proc:
+        """A beat (``celery beat`` with the database scheduler), its state file of its own."""
+        argv = [
+            sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--loglevel", self.env["AGENTQ_LOG_LEVEL"],
+            "--schedule", str(self.log_dir / f"{name}-celerybeat-schedule"),
+        ]  # fmt: skip
+        return self._start(name, argv, {**self.env, **env})
+
     def wait_for_plugins(self, *names: str) -> None:
         with self.client() as client:
             wait_until(
@@ -255,7 +265,7 @@ class Stack:
         return self._start(name, argv, {**self.env, **env})
 
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
-        proc = Proc(name, argv, env, self.log_dir)
+        proc = Proc(name, argv, env, self.log_dir, cwd=self.root)
         self.procs.append(proc)
         return proc
 
@@ -309,8 +319,11 @@ def reset_database(name: str) -> str:
 
 
 @contextmanager
-def stack(database: str, loglevel: str = "WARNING", **env: str) -> Iterator[Stack]:
-    """A fresh database (migrated) and Redis db; every process started is stopped on exit."""
+def stack(database: str, loglevel: str = "WARNING", root: Path = ROOT, **env: str) -> Iterator[Stack]:
+    """A fresh database (migrated) and Redis db; every process started is stopped on exit.
+
+    The processes run the code under ``root``: this tree, or a baseline exported elsewhere.
+    """
     # SIGTERM (make, a test timeout) unwinds like Ctrl-C, so the processes below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     queue = queue_name(database)
@@ -328,15 +341,15 @@ def stack(database: str, loglevel: str = "WARNING", **env: str) -> Iterator[Stac
         "AGENTQ_LOG_LEVEL": loglevel.upper(),
         "AGENTQ_LOG_FORMAT": "text",
         "AGENTQ_DEFAULT_QUEUE": queue,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
         **env,
     }
     subprocess.run(
-        [sys.executable, "-m", "agentq.cli", "migrate"], env=base, cwd=ROOT, check=True, timeout=120
+        [sys.executable, "-m", "agentq.cli", "migrate"], env=base, cwd=root, check=True, timeout=120
     )
     log_dir = Path(os.environ.get("AGENTQ_BENCH_LOG_DIR", ROOT / "var" / "bench-logs" / database))
     log_dir.mkdir(parents=True, exist_ok=True)
-    built = Stack(url, database, base, log_dir)
+    built = Stack(url, database, base, log_dir, root=root)
     try:
         yield built
     finally:

@@ -10,12 +10,9 @@ A schedule with ``jitter_s`` fires each slot at a time of its own in
 """
 
 import hashlib
-import logging
-import math
-import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import islice
@@ -146,12 +143,11 @@ def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
     return Plan(slots=list(fired), next_run_at=next_run_at, missed=due - len(fired))
 
 
-# -- firing ------------------------------------------------------------------------
-
-log = logging.getLogger("agentq.schedules")
+# -- firing (core/firing.py) ---------------------------------------------------------
 
 
-def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
+def spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
+    """The execution of ``schedule`` for ``slot``."""
     return store.NewExecution.with_defaults(
         schedule.plugin,
         schedule.command,
@@ -166,92 +162,8 @@ def _spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
     )
 
 
-@dataclass
-class Fires:
-    """What ``fire_due`` did."""
-
-    executions: int = 0
-    schedules: int = 0  # advanced to their next slot
-    skipped: int = 0  # due slots not fired: missed-run policy, a live run (overlap skip), fired before
-    lags_s: list[float] = field(default_factory=list)  # per execution: created_at - its fire time
-    left_due: bool = False  # stopped at the time budget with schedules still due
-
-
-class _Planner:
-    """Plans each due schedule of a set (``store.fire_set``) and keeps what the set's
-    figures need: when each slot was to fire, and the slots each schedule missed."""
-
-    def __init__(self, now: datetime | None) -> None:
-        self.now = now
-        self.fire_times: dict[tuple[str, datetime], datetime] = {}
-        self.missed: dict[str, int] = {}
-
-    def __call__(self, schedule: Schedule) -> store.Firing:
-        planned = plan(schedule, utcnow() if self.now is None else self.now, settings.catch_up_max)
-        self.missed[schedule.id] = planned.missed
-        for slot in planned.slots:
-            self.fire_times[(schedule.id, slot)] = fire_at(schedule, slot)
-        assert schedule.next_run_at is not None
-        return store.Firing(
-            schedule_id=schedule.id,
-            read_next_run_at=schedule.next_run_at,
-            next_run_at=planned.next_run_at,
-            next_fire_at=fire_at(schedule, planned.next_run_at),
-            last_run_at=planned.slots[-1],
-            specs=[_spec(schedule, slot) for slot in planned.slots],
-            skip_if_active=schedule.overlap_policy == "skip",
-        )
-
-
-def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: int = 0) -> Fires:
-    """Fire every due schedule once per slot, ``batch`` (``AGENTQ_BEAT_BATCH_SIZE``) at a time.
-
-    Each set is one transaction (``store.fire_set``) and one ``queue.publish``; sets go
-    on until one is not full, or ``budget_s`` has passed. Due means at ``now``, or, when
-    ``now`` is None, at the moment each set is read.
-    """
-    size = batch or settings.beat_batch_size
-    started = time.monotonic()
-    fires = Fires()
-    while True:
-        planner = _Planner(now)
-        firings, fired = store.fire_set(utcnow() if now is None else now, size, planner)
-        if fired is not None:
-            done = list(firings)
-        else:  # the compare-and-set missed: one by one, each winning or losing alone
-            fired = store.Fired()
-            done = []
-            for firing in firings:
-                alone = store.fire(firing)
-                if alone is not None:
-                    done.append(firing)
-                    fired.executions += alone.executions
-        queue.publish(fired.executions)
-        slots = sum(len(f.specs) + planner.missed[f.schedule_id] for f in done)
-        fires.executions += len(fired.executions)
-        fires.schedules += len(done)
-        fires.skipped += slots - len(fired.executions)
-        fires.lags_s += [
-            (e.created_at - planner.fire_times[(e.schedule_id, e.slot_at)]).total_seconds()  # type: ignore[index]
-            for e in fired.executions
-        ]
-        if len(firings) < size or not done:
-            break
-        if time.monotonic() - started >= budget_s:
-            fires.left_due = True
-            break
-    if fires.skipped:
-        log.info(
-            "fired %d executions for %d schedules; %d due slots skipped (missed-run or overlap policy)",
-            fires.executions,
-            fires.schedules,
-            fires.skipped,
-        )
-    return fires
-
-
 def run_now(schedule: Schedule) -> Execution:
     """Fire a schedule at once, outside its timing (``POST /v1/schedules/{id}/run``)."""
-    (submitted,) = store.create_executions([_spec(schedule, utcnow())])
+    (submitted,) = store.create_executions([spec(schedule, utcnow())])
     queue.publish([submitted.execution])
     return submitted.execution

@@ -4,6 +4,7 @@
 - ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
 - ``schedules``, ``catalog``, ``keys``: the other tables;
+- ``firing``: firing due schedules a set at a time (``_bulk``: its two statements);
 - ``maintenance``: expired leases, lost workers, purging, readiness;
 - ``_plans`` and ``_rows``: what those share (statement plans; tables, lock order, rows).
 
@@ -32,17 +33,21 @@ from core.store.executions import (
     list_executions,
     new_id,
 )
+from core.store.firing import (
+    Fired,
+    Firing,
+    due_summary,
+    fire,
+    fire_planned,
+    fire_set,
+    upcoming,
+)
 from core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
 from core.store.lifecycle import Finish, claim, finish, heartbeat
 from core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from core.store.schedules import (
-    Fired,
-    Firing,
     create_schedule,
     delete_schedule,
-    due_summary,
-    fire,
-    fire_set,
     get_schedule,
     list_schedules,
     update_schedule,
@@ -69,6 +74,7 @@ __all__ = [
     "expired_leases",
     "finish",
     "fire",
+    "fire_planned",
     "fire_set",
     "get_execution",
     "get_execution_on_loop",
@@ -91,4 +97,5 @@ __all__ = [
     "revoke_api_key",
     "status_event",
     "update_schedule",
+    "upcoming",
 ]

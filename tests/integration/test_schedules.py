@@ -13,10 +13,10 @@ from sqlalchemy import update
 
 from core import queue, store
 from core.db import session_scope
+from core.firing import fire_due
 from core.models import Execution, Schedule, utcnow
 from core.queue import PURGE_EXECUTIONS
 from core.queue import app as celery_app
-from core.schedules import fire_due
 from tests.integration.conftest import Stack
 from tests.integration.processes import Proc, wait_until
 

@@ -23,9 +23,10 @@ from sqlalchemy import delete, select, update
 
 from core import db, store
 from core.db import session_scope
+from core.firing import Fires, fire_due
 from core.leadership import LOCK_KEY
 from core.models import Execution, Schedule, utcnow
-from core.schedules import Fires, fire_due, jitter
+from core.schedules import jitter
 from core.settings import settings
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
@@ -67,9 +68,10 @@ def due_at(ids: list[str], at: datetime) -> None:
 
 
 def fired_slots(ids: list[str]) -> list[tuple[str, datetime]]:
+    """(schedule, slot) of each execution the schedules of ``ids`` fired."""
     with session_scope() as session:
         query = select(Execution.schedule_id, Execution.slot_at).where(Execution.schedule_id.in_(ids))
-        return [(sid, slot) for sid, slot in session.execute(query).all()]
+        return [(str(sid), slot) for sid, slot in session.execute(query).all() if slot is not None]
 
 
 def remove(ids: list[str]) -> None:

@@ -1,0 +1,190 @@
+"""Firing due schedules, a set at a time; for the active beat, planned ahead of their time.
+
+``fire_due`` reads a set of due schedules under lock, plans each (``schedules.plan``) and
+writes the set in one transaction (``store.fire_set``), then publishes its executions.
+The active beat keeps a ``Firer``, which also reads and plans the schedules that fire
+within a lookahead before they do (``arm``): at their time a set costs a check of what
+was planned (its slot, and no edit since: ``updated_at``), one UPDATE and one INSERT
+(``store.fire_planned``). What changed since it was planned is fired by ``fire_due``.
+"""
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from core import queue, store
+from core.models import Schedule, utcnow
+from core.schedules import fire_at, plan, spec
+from core.settings import settings
+
+log = logging.getLogger("agentq.schedules")
+
+
+@dataclass
+class Fires:
+    """What firing did."""
+
+    executions: int = 0
+    schedules: int = 0  # advanced to their next slot
+    skipped: int = 0  # due slots not fired: missed-run policy, a live run (overlap skip), fired before
+    lags_s: list[float] = field(default_factory=list)  # per execution: created_at - its fire time
+    left_due: bool = False  # stopped at the time budget with schedules still due
+
+    def add(self, other: "Fires") -> None:
+        self.executions += other.executions
+        self.schedules += other.schedules
+        self.skipped += other.skipped
+        self.lags_s += other.lags_s
+        self.left_due = self.left_due or other.left_due
+
+
+@dataclass(frozen=True)
+class _Planned:
+    firing: store.Firing
+    fire_times: dict[tuple[str, datetime], datetime]  # of each slot it fires
+    missed: int  # slots the missed-run policy drops
+    due_at: datetime  # when it fires: the time it was planned for
+
+
+def _plan(schedule: Schedule, now: datetime) -> _Planned:
+    planned = plan(schedule, now, settings.catch_up_max)
+    assert schedule.next_run_at is not None
+    firing = store.Firing(
+        schedule_id=schedule.id,
+        read_next_run_at=schedule.next_run_at,
+        read_updated_at=schedule.updated_at,
+        next_run_at=planned.next_run_at,
+        next_fire_at=fire_at(schedule, planned.next_run_at),
+        last_run_at=planned.slots[-1],
+        specs=[spec(schedule, slot) for slot in planned.slots],
+        skip_if_active=schedule.overlap_policy == "skip",
+    )
+    fire_times = {(schedule.id, slot): fire_at(schedule, slot) for slot in planned.slots}
+    return _Planned(firing, fire_times, planned.missed, now)
+
+
+def _published(planned: list[_Planned], fired: store.Fired) -> Fires:
+    """Publish what a set fired; its figures."""
+    queue.publish(fired.executions)
+    fire_times = {key: at for p in planned for key, at in p.fire_times.items()}
+    slots = sum(len(p.firing.specs) + p.missed for p in planned)
+    return Fires(
+        executions=len(fired.executions),
+        schedules=len(planned),
+        skipped=slots - len(fired.executions),
+        lags_s=[
+            (e.created_at - fire_times[(e.schedule_id, e.slot_at)]).total_seconds()  # type: ignore[index]
+            for e in fired.executions
+        ],
+    )
+
+
+def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: int = 0) -> Fires:
+    """Fire every due schedule once per slot, ``batch`` (``AGENTQ_BEAT_BATCH_SIZE``) at a time.
+
+    Each set is one transaction (``store.fire_set``) and one ``queue.publish``; sets go
+    on until one is not full, or ``budget_s`` has passed. Due means at ``now``, or, when
+    ``now`` is None, at the moment each set is read.
+    """
+    fires = _fire_due(now, budget_s, batch or settings.beat_batch_size)
+    _log(fires)
+    return fires
+
+
+def _fire_due(now: datetime | None, budget_s: float, size: int) -> Fires:
+    started = time.monotonic()
+    fires = Fires()
+    while True:
+        at = utcnow() if now is None else now
+        planned: dict[str, _Planned] = {}
+
+        def planner(
+            schedule: Schedule, at: datetime = at, planned: dict[str, _Planned] = planned
+        ) -> store.Firing:
+            planned[schedule.id] = _plan(schedule, at)
+            return planned[schedule.id].firing
+
+        firings, fired = store.fire_set(at, size, planner)
+        done = list(planned.values())
+        if fired is None:  # the compare-and-set missed: one by one, each winning or losing alone
+            fired, done = store.Fired(), []
+            for firing in firings:
+                alone = store.fire(firing)
+                if alone is not None:
+                    done.append(planned[firing.schedule_id])
+                    fired.executions += alone.executions
+        fires.add(_published(done, fired))
+        if len(firings) < size or not done:
+            return fires
+        if time.monotonic() - started >= budget_s:
+            fires.left_due = True
+            return fires
+
+
+def _log(fires: Fires) -> None:
+    if fires.skipped:
+        log.info(
+            "fired %d executions for %d schedules; %d due slots skipped (missed-run or overlap policy)",
+            fires.executions,
+            fires.schedules,
+            fires.skipped,
+        )
+
+
+class Firer:
+    """The active beat's firing: ``fire_due``, and the schedules about to fire planned ahead.
+
+    ``arm`` plans the next set of schedules that fire within ``lookahead_s``, by (fire time,
+    id) from where the last set ended; the beat calls it between ticks until it has caught
+    up, so that planning thousands never holds up a tick for long.
+    """
+
+    def __init__(self, lookahead_s: float, most: int = 0) -> None:
+        self.lookahead = timedelta(seconds=lookahead_s)
+        self.most = most or 20 * settings.beat_batch_size  # planned ahead at once
+        self._armed: deque[_Planned] = deque()  # by fire time
+        self._last: tuple[datetime, str] | None = None  # the (fire time, id) last planned
+
+    @property
+    def armed(self) -> int:
+        return len(self._armed)
+
+    def arm(self, now: datetime) -> bool:
+        """Plan the next set that fires within the lookahead; whether there may be more."""
+        if len(self._armed) >= self.most:
+            return False
+        size = settings.beat_batch_size
+        found = store.upcoming(now + self.lookahead, self._last, size)
+        for schedule in found:
+            assert schedule.next_fire_at is not None
+            self._armed.append(_plan(schedule, schedule.next_fire_at))
+            self._last = (schedule.next_fire_at, schedule.id)
+        return len(found) == size
+
+    def disarm(self) -> None:
+        self._armed.clear()
+        self._last = None
+
+    def fire(self, budget_s: float = math.inf) -> Fires:
+        """Fire what was planned ahead and is due, then whatever else is due."""
+        size = settings.beat_batch_size
+        started = time.monotonic()
+        fires = Fires()
+        while self._armed and self._armed[0].due_at <= (now := utcnow()):
+            batch: list[_Planned] = []
+            while self._armed and len(batch) < size and self._armed[0].due_at <= now:
+                batch.append(self._armed.popleft())
+            kept, fired = store.fire_planned([p.firing for p in batch])
+            # Those not kept changed since they were planned: fire_due fires them as they are.
+            ids = {f.schedule_id for f in kept}
+            fires.add(_published([p for p in batch if p.firing.schedule_id in ids], fired))
+            if time.monotonic() - started >= budget_s:
+                fires.left_due = True
+                break
+        else:
+            fires.add(_fire_due(None, budget_s - (time.monotonic() - started), size))
+        _log(fires)
+        return fires
