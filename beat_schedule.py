@@ -14,7 +14,10 @@ most. Every beat serves its metrics on ``AGENTQ_BEAT_METRICS_PORT``
 (``workers/beat_metrics.py``).
 """
 
+import contextlib
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -37,13 +40,20 @@ LOOKAHEAD_S = 5.0
 
 
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
-    """Celery's scheduler for the static entries, plus the database schedules."""
+    """Celery's scheduler for the static entries, plus the database schedules.
+
+    Every tick (``AGENTQ_BEAT_TICK_S``) at most, the active beat sweeps: fires whatever
+    schedule is due, counts those left due, and plans ahead what fires within
+    ``LOOKAHEAD_S`` (a set per tick until it has caught up). Between sweeps it wakes only
+    to fire what it planned, each set at its time.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.leadership = Leadership(redis.Redis.from_url(settings.redis_url), settings.beat_lock_s)
-        # Planned ahead: what fires within two ticks.
         self.firer = Firer(lookahead_s=LOOKAHEAD_S)
+        self._next_sweep = 0.0  # time.monotonic()
+        self._arming = False  # more to plan ahead
         if settings.beat_metrics_port:
             beat_metrics.serve(settings.beat_metrics_port, settings.beat_metrics_host)
 
@@ -52,30 +62,40 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         beat_metrics.record_leader(self.leadership.name, held)
         if not held:
             self.firer.disarm()
-        wait_s = float(super().tick(*args, **kwargs)) if held else settings.beat_tick_s  # static entries
+            self._arming = False
+            with contextlib.suppress(Exception):  # a standby's count is for its metrics only
+                self._count_due(utcnow())
+            return settings.beat_tick_s
+        wait_s = float(super().tick(*args, **kwargs))  # the static entries
+        sweep = time.monotonic() >= self._next_sweep
         try:
-            if held:
-                # Half the lock's TTL at most, so that the lock is renewed in time.
-                fires = self.firer.fire(budget_s=settings.beat_lock_s / 2)
-                beat_metrics.record_fires(fires.executions, fires.skipped, fires.lags_s)
-            now = utcnow()
-            due, earliest = store.due_summary(now)
-            beat_metrics.record_due(due)
-            if (
-                held
-                and earliest is not None
-                and earliest - now <= self.firer.lookahead
-                and self.firer.arm(now)
-            ):
-                return MIN_WAIT_S  # more to plan: the next set right after
+            # Half the lock's TTL at most, so that the lock is renewed in time.
+            fires = self.firer.fire(budget_s=settings.beat_lock_s / 2, sweep=sweep)
+            beat_metrics.record_fires(fires.executions, fires.skipped, fires.lags_s)
+            if sweep:
+                self._next_sweep = 0.0 if fires.left_due else time.monotonic() + settings.beat_tick_s
+                now = utcnow()
+                earliest = self._count_due(now)
+                self._arming = earliest is not None and earliest - now <= self.firer.lookahead
+            if self._arming:
+                self._arming = self.firer.arm(utcnow())
         except Exception:  # the database may be restarting; the next tick tries again
             log.exception("firing database schedules failed")
             self.firer.disarm()
+            self._arming = False
             return min(wait_s, settings.beat_tick_s)
-        if held and earliest is not None:
-            # Wake as the next schedule fires, not up to a tick after it.
-            wait_s = min(wait_s, max(MIN_WAIT_S, (earliest - utcnow()).total_seconds()))
-        return min(wait_s, settings.beat_tick_s)
+        if self._arming or fires.left_due:
+            return MIN_WAIT_S
+        until = [wait_s, self._next_sweep - time.monotonic()]
+        if (due_at := self.firer.next_due) is not None:  # wake as it fires, not up to a tick after
+            until.append((due_at - utcnow()).total_seconds())
+        return max(MIN_WAIT_S, min(until))
+
+    def _count_due(self, now: datetime) -> datetime | None:
+        """Record how many schedules are due; the earliest fire time of all."""
+        due, earliest = store.due_summary(now)
+        beat_metrics.record_due(due)
+        return earliest
 
     def close(self) -> None:
         self.leadership.release()

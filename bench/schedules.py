@@ -14,6 +14,9 @@ case to case, each on a fresh database with the API (gunicorn, 2 processes), one
 - ``interval``: N schedules every ``--interval-s`` seconds, created the same way, their next
   slots then spread evenly over one interval; measured: the slots in the ``--window-s``
   seconds that follow, fired by ``--grace-s`` after the window.
+- ``jitter`` (this tree only): as ``cron``, each with ``jitter_s`` ``--jitter-s``; the lag
+  is then from each one's jittered fire time, and the figure of interest is the most
+  executions created in any one second.
 
 Figures of each: the slots fired of those due, fires per second (those fired, over the time
 from the first slot to the last fire), the fire lag (``created_at - slot_at``) p50, p99 and
@@ -28,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +56,7 @@ from bench.harness import (
 )
 from bench.throughput import cpu_s
 from core.leadership import LOCK_KEY
+from core.schedules import jitter
 
 TARGET_P99_S = 2.0
 CREATE_CONCURRENCY = 32
@@ -67,6 +72,7 @@ class Outcome:
     duplicates: int
     span_s: float  # the first slot to the last fire
     beat_cpu_s: float
+    peak_per_s: int  # the most executions created in one second
 
     @property
     def per_s(self) -> float:
@@ -111,9 +117,19 @@ def has_fire_time(st: Stack) -> bool:
     return bool(sql(st, "SHOW COLUMNS FROM schedules LIKE 'next_fire_at'"))
 
 
-def make_due(st: Stack, scenario: str, start: datetime, interval_s: float) -> None:
+def make_due(st: Stack, scenario: str, start: datetime, args: Any) -> None:
     """Every schedule's next slot: ``start`` (cron), or spread evenly over one interval from it."""
     naive = start.astimezone(UTC).replace(tzinfo=None)
+    interval_s = args.interval_s
+    if scenario == "jitter":  # each fires at its slot plus its jitter, as the API would set it
+        ids = [row[0] for row in sql(st, "SELECT id FROM schedules")]
+        fire = [(start + jitter(i, start, args.jitter_s)).replace(tzinfo=None) for i in ids]
+        with st.db.cursor() as cur:
+            cur.executemany(
+                "UPDATE schedules SET next_run_at = %s, next_fire_at = %s WHERE id = %s",
+                [(naive, at, i) for i, at in zip(ids, fire, strict=True)],
+            )
+        return
     if scenario == "cron":
         sql(st, "UPDATE schedules SET next_run_at = %s", naive)
     else:
@@ -140,23 +156,30 @@ def start_beats(st: Stack) -> list[Any]:
     return beats
 
 
-def outcome(st: Stack, first: datetime, end: datetime, due: int, beat_cpu_s: float) -> Outcome:
-    """What fired for the slots in [first, end)."""
+def outcome(
+    st: Stack, first: datetime, end: datetime, due: int, beat_cpu_s: float, jitter_s: float = 0
+) -> Outcome:
+    """What fired for the slots in [first, end); lags from each slot's fire time."""
     rows = sql(
         st,
-        "SELECT slot_at, created_at FROM executions WHERE slot_at >= %s AND slot_at < %s",
+        "SELECT schedule_id, slot_at, created_at FROM executions WHERE slot_at >= %s AND slot_at < %s",
         first.replace(tzinfo=None),
         end.replace(tzinfo=None),
     )
-    lags = [(created - slot).total_seconds() for slot, created in rows]
+    lags = [
+        (created - slot - jitter(sid, slot.replace(tzinfo=UTC), jitter_s)).total_seconds()
+        for sid, slot, created in rows
+    ]
+    per_second = Counter(created.replace(microsecond=0) for _, _, created in rows)
     (duplicates,) = sql(
         st,
         "SELECT COUNT(*) FROM (SELECT 1 FROM executions WHERE schedule_id IS NOT NULL"
         " GROUP BY schedule_id, slot_at HAVING COUNT(*) > 1) AS twice",
     )[0]
-    last = max((created for _, created in rows), default=first.replace(tzinfo=None))
+    last = max((created for _, _, created in rows), default=first.replace(tzinfo=None))
     span = (last - first.replace(tzinfo=None)).total_seconds()
-    return Outcome(due, len(rows), lags, int(duplicates), span, beat_cpu_s)
+    peak = max(per_second.values(), default=0)
+    return Outcome(due, len(rows), lags, int(duplicates), span, beat_cpu_s, peak)
 
 
 def fired_count(st: Stack, first: datetime, end: datetime) -> int:
@@ -174,13 +197,17 @@ def run_case(root: Path, label: str, n: int, scenario: str, args: Any) -> Outcom
         st.start_api()
         st.start_worker()
         st.wait_for_plugins("echo")
-        timing = {"cron": "* * * * *"} if scenario == "cron" else {"interval_s": args.interval_s}
+        timing: dict[str, Any] = {
+            "cron": {"cron": "* * * * *"},
+            "interval": {"interval_s": args.interval_s},
+            "jitter": {"cron": "* * * * *", "jitter_s": args.jitter_s},
+        }[scenario]
         progress(f"[{label}] creating {n:,} {scenario} schedules through the API")
         started = time.monotonic()
         asyncio.run(create_schedules(st, n, timing))
         progress(f"  created in {time.monotonic() - started:.1f}s")
         soonest = datetime.now(UTC) + timedelta(seconds=args.lead_s)
-        if scenario == "cron":  # the first minute from the soonest on
+        if scenario in ("cron", "jitter"):  # the first minute from the soonest on
             first = soonest.replace(second=0, microsecond=0)
             first += timedelta(minutes=1) if first < soonest else timedelta(0)
             end, deadline, due = first + timedelta(seconds=1), first + timedelta(seconds=58), n
@@ -189,7 +216,7 @@ def run_case(root: Path, label: str, n: int, scenario: str, args: Any) -> Outcom
             end = first + timedelta(seconds=args.window_s)
             deadline = end + timedelta(seconds=args.grace_s)
             due = round(n * args.window_s / args.interval_s)
-        make_due(st, scenario, first, args.interval_s)
+        make_due(st, scenario, first, args)
         beats = start_beats(st)
         cpu_before = sum(cpu_s(b.pid) for b in beats)
         progress(f"[{label}] {due:,} slots due from {first:%H:%M:%S} to {end:%H:%M:%S}")
@@ -200,7 +227,7 @@ def run_case(root: Path, label: str, n: int, scenario: str, args: Any) -> Outcom
             st._check_alive()
             time.sleep(0.5)
         beat_cpu = sum(cpu_s(b.pid) for b in beats) - cpu_before
-        return outcome(st, first, end, due, beat_cpu)
+        return outcome(st, first, end, due, beat_cpu, args.jitter_s if scenario == "jitter" else 0)
 
 
 def rows_of(
@@ -224,6 +251,7 @@ def rows_of(
     add("  fire lag max", p(new, 100), "ms", p(old, 100) if old else None)
     add("  duplicate (schedule, slot)", new.duplicates, "", old.duplicates if old else None,
         target="0", met=new.duplicates == 0)  # fmt: skip
+    add("  most executions created in one second", new.peak_per_s, "", old.peak_per_s if old else None)
     cpu = 1000 * new.beat_cpu_s / new.fired if new.fired else 0
     old_cpu = 1000 * old.beat_cpu_s / old.fired if old and old.fired else None
     add("  beat CPU per fire (both beats)", cpu, "ms", old_cpu)
@@ -243,13 +271,16 @@ def main() -> None:
         help="prefix of the databases made",
     )
     parser.add_argument("--loglevel", default="WARNING", help="log level of the processes started")
-    parser.add_argument("--scenarios", nargs="+", default=["cron", "interval"], choices=["cron", "interval"])
+    parser.add_argument(
+        "--scenarios", nargs="+", default=["cron", "interval"], choices=["cron", "interval", "jitter"]
+    )
     parser.add_argument("--baseline", default="main", help="git revision to compare with ('' for none)")
     parser.add_argument("--interval-s", type=float, default=30, help="the interval schedules' (default 30)")
     parser.add_argument("--window-s", type=float, default=60, help="interval slots measured (default 60)")
     parser.add_argument(
         "--grace-s", type=float, default=20, help="after the window, to fire them (default 20)"
     )
+    parser.add_argument("--jitter-s", type=float, default=30, help="the jitter scenario's (default 30)")
     parser.add_argument("--lead-s", type=float, default=8, help="from created to the first slot (default 8)")
     args = parser.parse_args()
     params = {k: v for k, v in vars(args).items() if k not in ("results_dir", "loglevel")}
@@ -259,20 +290,27 @@ def main() -> None:
         case = 0
         for n in args.n:
             for scenario in args.scenarios:
-                runs = [("new", ROOT)] + ([("old", baseline)] if baseline else [])
+                # The baseline has no jitter_s: the jitter scenario runs on this tree alone.
+                runs = [("new", ROOT)] + ([("old", baseline)] if baseline and scenario != "jitter" else [])
                 if case % 2:
                     runs.reverse()
                 case += 1
                 done = {label: run_case(root, label, n, scenario, args) for label, root in runs}
-                title = f"{scenario} × {n:,}" + (
-                    " (* * * * *)" if scenario == "cron" else f" every {args.interval_s:g}s"
+                title = (
+                    f"{scenario} × {n:,} "
+                    + {
+                        "cron": "(* * * * *)",
+                        "interval": f"every {args.interval_s:g}s",
+                        "jitter": f"(* * * * *, jitter {args.jitter_s:g}s; lag from the jittered time)",
+                    }[scenario]
                 )
                 rows_of(report, title, done["new"], done.get("old"), args.baseline, target=n >= 10_000)
     if baseline:
         report.notes.append(f"baseline: {args.baseline} (git archive), run in alternation with this tree")
     report.notes.append(
         "the slots are set in the database after the schedules are created through the API: "
-        "cron ones all to one minute, interval ones spread evenly over one interval"
+        "cron ones all to one minute (jittered ones: each its own time after it), "
+        "interval ones spread evenly over one interval"
     )
     report.notes.append("API, worker, two beats, MariaDB, Redis and this process share the machine's cores")
     report.finish(args.results_dir)

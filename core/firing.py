@@ -152,6 +152,11 @@ class Firer:
     def armed(self) -> int:
         return len(self._armed)
 
+    @property
+    def next_due(self) -> datetime | None:
+        """When the next set planned ahead fires."""
+        return self._armed[0].due_at if self._armed else None
+
     def arm(self, now: datetime) -> bool:
         """Plan the next set that fires within the lookahead; whether there may be more."""
         if len(self._armed) >= self.most:
@@ -168,8 +173,8 @@ class Firer:
         self._armed.clear()
         self._last = None
 
-    def fire(self, budget_s: float = math.inf) -> Fires:
-        """Fire what was planned ahead and is due, then whatever else is due."""
+    def fire(self, budget_s: float = math.inf, *, sweep: bool = True) -> Fires:
+        """Fire what was planned ahead and is due, then (``sweep``) whatever else is due."""
         size = settings.beat_batch_size
         started = time.monotonic()
         fires = Fires()
@@ -185,6 +190,7 @@ class Firer:
                 fires.left_due = True
                 break
         else:
-            fires.add(_fire_due(None, budget_s - (time.monotonic() - started), size))
+            if sweep:
+                fires.add(_fire_due(None, budget_s - (time.monotonic() - started), size))
         _log(fires)
         return fires

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -34,9 +35,14 @@ class Leadership:
         # Unique per holder (a restarted beat may reuse a process id), and naming it.
         self._token = f"{self.name} {uuid.uuid4().hex[:12]}".encode()
         self.held = False
+        # A beat that wakes for each set it fires renews the lock a few times per TTL only.
+        self._renew_every_s = ttl_s / 4
+        self._renewed = float("-inf")  # time.monotonic()
 
     def hold(self) -> bool:
         """True while this beat is the active one; tries to become it otherwise."""
+        if self.held and time.monotonic() - self._renewed < self._renew_every_s:
+            return True
         try:
             if self.held:
                 self._lock.reacquire()
@@ -44,6 +50,7 @@ class Leadership:
                 self.held = bool(self._lock.acquire(token=self._token))
                 if self.held:
                     log.info("this beat is now the active one")
+            self._renewed = time.monotonic()
         except LockError:
             log.warning("lost the beat lock; standing by")
             self.held = False

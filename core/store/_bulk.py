@@ -41,7 +41,8 @@ class Advance(Protocol):
 
 
 def _binder(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any]:
-    processor = table.c[column].type.bind_processor(dialect)
+    # The dialect's own type: SQLite's DATETIME writes the string that its reads compare.
+    processor = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
     return processor if processor is not None else (lambda value: value)
 
 

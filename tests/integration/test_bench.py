@@ -26,7 +26,14 @@ RUNS = {
     "submit": ["--n", "20", "--duration", "1"],
     "poll": ["--n", "20", "--duration", "2", "--window", "1"],
     "memory": ["--n", "20", "--chunk", "10", "--warm-up", "20"],
-}
+    # Interval schedules only (cron waits for a minute); its baseline the commit checked out.
+    "schedules": [
+        "--n", "20", "--scenarios", "interval", "--interval-s", "2", "--window-s", "4",
+        "--grace-s", "10", "--lead-s", "5", "--baseline", "HEAD",
+    ],
+}  # fmt: skip
+# Two stacks, one after the other.
+TIMEOUTS_S = {"schedules": 300}
 # Figures a benchmark must have written (a part of each row's name).
 FIGURES = {
     "io_concurrency": [
@@ -74,7 +81,8 @@ def test_benchmark_writes_figures(name: str, tmp_path: Path) -> None:
     }
     argv = [sys.executable, "-m", f"bench.{name}", *RUNS[name]]
     argv += ["--results-dir", str(tmp_path), "--database", BENCH_DATABASE]
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    timeout_s = TIMEOUTS_S.get(name, 120)
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads((tmp_path / f"{name}.json").read_text())
     assert document["machine"]["cpu_count"] == os.cpu_count()
