@@ -98,5 +98,6 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         return earliest
 
     def close(self) -> None:
+        self.firer.close()
         self.leadership.release()
         super().close()

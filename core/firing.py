@@ -3,20 +3,24 @@
 ``fire_due`` reads a set of due schedules under lock, plans each (``schedules.plan``) and
 writes the set in one transaction (``store.fire_set``), then publishes its executions.
 The active beat keeps a ``Firer``, which also reads and plans the schedules that fire
-within a lookahead before they do (``arm``): at their time a set costs a check of what
-was planned (its slot, and no edit since: ``updated_at``), one UPDATE and one INSERT
-(``store.fire_planned``). What changed since it was planned is fired by ``fire_due``.
+within a lookahead before they do (``arm``): at their time a set costs one UPDATE whose
+compare-and-set checks that each is as planned (its slot, and no edit since:
+``updated_at``) and one INSERT (``store.fire_planned``), and its messages go out from a
+thread of their own while the next set is written. What changed since it was planned is
+fired by ``fire_due``.
 """
 
 import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core import queue, store
-from core.models import Schedule, utcnow
+from core.models import Execution, Schedule, utcnow
 from core.schedules import fire_at, plan, spec
 from core.settings import settings
 
@@ -66,9 +70,12 @@ def _plan(schedule: Schedule, now: datetime) -> _Planned:
     return _Planned(firing, fire_times, planned.missed, now)
 
 
-def _published(planned: list[_Planned], fired: store.Fired) -> Fires:
+Publish = Callable[[list[Execution]], object]
+
+
+def _published(planned: list[_Planned], fired: store.Fired, publish: Publish = queue.publish) -> Fires:
     """Publish what a set fired; its figures."""
-    queue.publish(fired.executions)
+    publish(fired.executions)
     fire_times = {key: at for p in planned for key, at in p.fire_times.items()}
     slots = sum(len(p.firing.specs) + p.missed for p in planned)
     return Fires(
@@ -94,7 +101,7 @@ def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: 
     return fires
 
 
-def _fire_due(now: datetime | None, budget_s: float, size: int) -> Fires:
+def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish = queue.publish) -> Fires:
     started = time.monotonic()
     fires = Fires()
     while True:
@@ -116,7 +123,7 @@ def _fire_due(now: datetime | None, budget_s: float, size: int) -> Fires:
                 if alone is not None:
                     done.append(planned[firing.schedule_id])
                     fired.executions += alone.executions
-        fires.add(_published(done, fired))
+        fires.add(_published(done, fired, publish))
         if len(firings) < size or not done:
             return fires
         if time.monotonic() - started >= budget_s:
@@ -147,6 +154,16 @@ class Firer:
         self.most = most or 20 * settings.beat_batch_size  # planned ahead at once
         self._armed: deque[_Planned] = deque()  # by fire time
         self._last: tuple[datetime, str] | None = None  # the (fire time, id) last planned
+        # Sets are published from a thread of their own, in order, while the next is written.
+        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="agentq-beat-publish")
+
+    def _publish(self, executions: list[Execution]) -> None:
+        if executions:
+            self._publisher.submit(queue.publish, executions)
+
+    def close(self) -> None:
+        """Wait for what is being published."""
+        self._publisher.shutdown(wait=True)
 
     @property
     def armed(self) -> int:
@@ -185,12 +202,12 @@ class Firer:
             kept, fired = store.fire_planned([p.firing for p in batch])
             # Those not kept changed since they were planned: fire_due fires them as they are.
             ids = {f.schedule_id for f in kept}
-            fires.add(_published([p for p in batch if p.firing.schedule_id in ids], fired))
+            fires.add(_published([p for p in batch if p.firing.schedule_id in ids], fired, self._publish))
             if time.monotonic() - started >= budget_s:
                 fires.left_due = True
                 break
         else:
             if sweep:
-                fires.add(_fire_due(None, budget_s - (time.monotonic() - started), size))
+                fires.add(_fire_due(None, budget_s - (time.monotonic() - started), size, self._publish))
         _log(fires)
         return fires

@@ -33,6 +33,8 @@ class Advance(Protocol):
     @property
     def read_next_run_at(self) -> datetime: ...
     @property
+    def read_updated_at(self) -> datetime: ...
+    @property
     def next_run_at(self) -> datetime: ...
     @property
     def next_fire_at(self) -> datetime: ...
@@ -50,10 +52,13 @@ def _mark(dialect: Dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
-def advance(dialect: Dialect, schedules: Sequence[Advance]) -> tuple[str, list[Any]]:
+def advance(
+    dialect: Dialect, schedules: Sequence[Advance], *, unedited: bool = False
+) -> tuple[str, list[Any]]:
     """One UPDATE advancing every schedule given, each if its ``next_run_at`` is still the
-    one read (a compare-and-set): a column is set to one value when the set shares it
-    (schedules due in the same minute do), else to a ``CASE`` on the id."""
+    one read (a compare-and-set), and with ``unedited`` its ``updated_at`` too: a column is
+    set to one value when the set shares it (schedules due in the same minute do), else to
+    a ``CASE`` on the id."""
     mark = _mark(dialect)
     bind = _binder(SCHEDULES, "next_run_at", dialect)
     params: list[Any] = []
@@ -74,6 +79,10 @@ def advance(dialect: Dialect, schedules: Sequence[Advance]) -> tuple[str, list[A
     ids = ", ".join([mark] * len(schedules))
     expected = value("read_next_run_at")
     sql = f"UPDATE schedules SET {sets} WHERE id IN ({ids}) AND enabled = 1 AND next_run_at = {expected}"
+    if unedited:
+        sql += f" AND (id, updated_at) IN ({', '.join([f'({mark}, {mark})'] * len(schedules))})"
+        for schedule in schedules:
+            params.extend((schedule.schedule_id, bind(schedule.read_updated_at)))
     return sql, params
 
 

@@ -145,10 +145,18 @@ def _as_planned_query(locking: bool, skip_locked: bool) -> Select[Any]:
 
 
 def fire_planned(firings: Sequence[Firing]) -> tuple[list[Firing], Fired]:
-    """Fire schedules planned ahead (``upcoming``), in one transaction: those still as they
-    were read (the same slot due, no edit since) are locked, advanced, and their executions
-    inserted. Returns those and what they wrote; the others are left as they are (due).
+    """Fire schedules planned ahead (``upcoming``) that are still as they were read (the same
+    slot due, no edit since: ``updated_at``), in one transaction. Returns those and what they
+    wrote; the others are left as they are, due.
+
+    First in one UPDATE whose compare-and-set takes ``updated_at`` too; if any schedule
+    changed, that is undone, and the set is read under lock to keep those that did not.
     """
+    try:
+        with session_scope() as session:
+            return list(firings), _write(session.connection(), firings, unedited=True)
+    except _Missed:
+        pass
     try:
         with session_scope() as session:
             connection = session.connection()
@@ -172,10 +180,10 @@ def fire(firing: Firing) -> Fired | None:
         return None
 
 
-def _write(connection: Connection, firings: Sequence[Firing]) -> Fired:
+def _write(connection: Connection, firings: Sequence[Firing], *, unedited: bool = False) -> Fired:
     if not firings:
         return Fired()
-    sql, params = advance(connection.dialect, firings)
+    sql, params = advance(connection.dialect, firings, unedited=unedited)
     if connection.exec_driver_sql(sql, tuple(params)).rowcount != len(firings):
         raise _Missed
     fired = Fired()

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, update
 
 from core import db, store
 from core.db import session_scope
-from core.firing import Fires, fire_due
+from core.firing import Firer, Fires, fire_due
 from core.leadership import LOCK_KEY
 from core.models import Execution, Schedule, utcnow
 from core.schedules import jitter
@@ -126,6 +126,34 @@ def test_firers_racing_without_the_lock_fire_each_of_a_set_once(stack: Stack) ->
     # Each firer counts only what it fired: together, each schedule once.
     assert sum(r.executions for r in results) == 500
     assert sum(r.schedules for r in results) == 500
+
+
+def test_a_set_planned_ahead_fires_each_once_and_as_it_is_when_it_fires(stack: Stack) -> None:
+    ids = create_many(stack, 50, interval_s=3600, params={"v": "planned"})
+    at = utcnow() + timedelta(seconds=3)
+    due_at(ids, at)
+    firer = Firer(lookahead_s=5)
+    while firer.arm(utcnow()):
+        pass
+    planned = firer.armed
+    edited, disabled = ids[0], ids[1]  # after they were planned
+    assert stack.client.patch(f"/v1/schedules/{edited}", json={"params": {"v": "edited"}}).status_code == 200
+    assert stack.client.patch(f"/v1/schedules/{disabled}", json={"enabled": False}).status_code == 200
+
+    time.sleep(max(0.0, (at - utcnow()).total_seconds()))
+    as_planned = firer.fire(sweep=False)
+    swept = fire_due()
+    firer.close()
+    with session_scope() as session:
+        query = select(Execution.schedule_id, Execution.params).where(Execution.schedule_id.in_(ids))
+        fired = session.execute(query).all()
+    remove(ids)
+
+    assert planned >= 50
+    assert as_planned.executions == 48 and swept.executions == 1
+    assert Counter(sid for sid, _ in fired) == Counter(i for i in ids if i != disabled)
+    assert {sid: params["v"] for sid, params in fired}[edited] == "edited"
+    assert {params["v"] for sid, params in fired if sid != edited} == {"planned"}
 
 
 @pytest.fixture

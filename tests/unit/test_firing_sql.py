@@ -22,6 +22,7 @@ class Advanced:
     next_run_at: datetime
     next_fire_at: datetime
     last_run_at: datetime
+    read_updated_at: datetime = SLOT
 
 
 @pytest.fixture
@@ -52,7 +53,10 @@ def test_advance_sets_a_shared_value_once_and_is_a_compare_and_set_per_schedule(
     assert "CASE" not in sql and len(params) == 3 + 2 + 1  # three values, two ids, one expected
     assert db.exec_driver_sql(sql, tuple(params)).rowcount == 2
     # S0 was advanced since: only S2 (still due at SLOT) moves, each to its own next slot.
-    apart = [Advanced(f"S{i}", SLOT, SLOT + i * MINUTE, SLOT + i * MINUTE + timedelta(seconds=i), SLOT) for i in (0, 2)]
+    apart = [
+        Advanced(f"S{i}", SLOT, SLOT + i * MINUTE, SLOT + i * MINUTE + timedelta(seconds=i), SLOT)
+        for i in (0, 2)
+    ]
     sql, params = advance(db.dialect, apart)
     assert "CASE id" in sql
     assert db.exec_driver_sql(sql, tuple(params)).rowcount == 1
@@ -82,3 +86,17 @@ def test_insert_fired_takes_the_schedules_columns_and_ignores_a_slot_fired_befor
     assert (s1.schedule_id, s1.slot_at, s1.timeout_s, s1.priority) == ("S1", SLOT, 0.25, 6)
     assert s1.params == {"i": 1, "text": "50% 'quoted'"}  # from the schedule's row, as stored
     assert (s1.status, s1.attempts, s1.created_at, s1.lease_expires_at) == ("queued", 0, now, now + MINUTE)
+
+
+def test_advance_unedited_leaves_a_schedule_edited_since_it_was_read(db: Connection) -> None:
+    edited = SLOT + timedelta(seconds=5)
+    db.exec_driver_sql(
+        "UPDATE schedules SET updated_at = ? WHERE id = 'S1'", (edited.strftime("%Y-%m-%d %H:%M:%S.%f"),)
+    )
+    planned = [Advanced(f"S{i}", SLOT, SLOT + MINUTE, SLOT + MINUTE, SLOT) for i in range(3)]
+
+    sql, params = advance(db.dialect, planned, unedited=True)
+
+    assert db.exec_driver_sql(sql, tuple(params)).rowcount == 2
+    rows = {s.id: s.next_run_at for s in db.execute(select(Schedule.__table__))}
+    assert rows == {"S0": SLOT + MINUTE, "S1": SLOT, "S2": SLOT + MINUTE}
