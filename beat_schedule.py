@@ -4,14 +4,14 @@ schedules in the database.
 ``celery -A workers.app beat`` runs ``DatabaseScheduler`` (the app's ``beat_scheduler``):
 every tick it fires the database schedules that are due, so an edit made through the
 API takes effect within a tick, without a restart. Only one beat is active: it holds a
-Redis lock that it renews each tick; a standby takes the lock over when it expires.
+Redis lock that it renews four times per TTL; a standby takes the lock over when it expires.
 Exactly-once per slot does not rest on the lock: each fire is a compare-and-set on
 the schedule's ``next_run_at`` plus a unique key on (schedule, slot).
 
 The active beat fires due schedules a set at a time (``core.firing``); those about to
 fire it reads and plans ahead, and it sleeps until the earliest fire time, a tick at
 most. Every beat serves its metrics on ``AGENTQ_BEAT_METRICS_PORT``
-(``workers/beat_metrics.py``).
+(``core/beat_metrics.py``).
 """
 
 import contextlib
@@ -23,12 +23,11 @@ from typing import Any
 import redis
 from celery.beat import Scheduler
 
-from core import store
+from core import beat_metrics, store
 from core.firing import Firer
 from core.leadership import Leadership
 from core.models import utcnow
 from core.settings import settings
-from workers import beat_metrics
 
 log = logging.getLogger("agentq.beat")
 

@@ -1,6 +1,6 @@
 """The beat lock: which beat is the active one, held in Redis with a TTL.
 
-The active beat renews it every tick; a standby takes it over when it expires. Its value
+The active beat renews it four times per TTL; a standby takes it over when it expires. Its value
 names the beat holding it (host and process id), so ``agentq beat-health`` can say who
 does, or that none does.
 """

@@ -22,7 +22,6 @@ from cronsim import CronSim, CronSimError
 
 from core import queue, store
 from core.models import Execution, Schedule, utcnow
-from core.settings import settings
 
 # Enough for a per-minute cron missed for two months; past it, older slots are dropped.
 _MAX_SCAN = 100_000

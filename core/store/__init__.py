@@ -96,6 +96,6 @@ __all__ = [
     "record_events",
     "revoke_api_key",
     "status_event",
-    "update_schedule",
     "upcoming",
+    "update_schedule",
 ]

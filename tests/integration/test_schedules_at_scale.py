@@ -1,5 +1,6 @@
 """Many schedules due at once, jitter, and beat's health: real beats, MariaDB, Redis, SQLite."""
 
+import itertools
 import os
 import re
 import socket
@@ -150,7 +151,8 @@ def test_a_set_planned_ahead_fires_each_once_and_as_it_is_when_it_fires(stack: S
     remove(ids)
 
     assert planned >= 50
-    assert as_planned.executions == 48 and swept.executions == 1
+    assert as_planned.executions == 48
+    assert swept.executions == 1
     assert Counter(sid for sid, _ in fired) == Counter(i for i in ids if i != disabled)
     assert {sid: params["v"] for sid, params in fired}[edited] == "edited"
     assert {params["v"] for sid, params in fired if sid != edited} == {"planned"}
@@ -175,7 +177,8 @@ def on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     switch()
 
 
-def test_firers_racing_on_sqlite_fire_each_of_a_set_once(on_sqlite: None) -> None:
+@pytest.mark.usefixtures("on_sqlite")
+def test_firers_racing_on_sqlite_fire_each_of_a_set_once() -> None:
     queue = f"sqlite-race-{time.time_ns()}"
     now = utcnow().replace(microsecond=0)  # a whole second, as cron slots are
     ids = []
@@ -247,7 +250,8 @@ def test_beat_health_says_when_no_beat_holds_the_lock(stack: Stack, beats: list[
     beat.kill()  # no release: the lock expires (AGENTQ_BEAT_LOCK_S, 3 s in the tests)
     wait_until(lambda: beat_health(stack).returncode == 1, 30, "the lock to expire")
 
-    assert none.returncode == 1 and "no beat holds the beat lock" in none.stderr
+    assert none.returncode == 1
+    assert "no beat holds the beat lock" in none.stderr
     assert held.returncode == 0, held.stderr
     assert f"beat {socket.gethostname()}:{beat.pid} holds the beat lock" in held.stdout
 
@@ -265,7 +269,7 @@ def test_a_jittered_schedule_fires_each_slot_at_its_own_time_after_it(
     fired = stack.client.get("/v1/executions", params=page).json()["executions"]
 
     slots = [datetime.fromisoformat(t) for t in schedule["next_fire_times"]]
-    assert [(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)] == [2.0] * 4
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(slots)] == [2.0] * 4
     offsets = []
     for execution in fired:
         slot = datetime.fromisoformat(execution["slot_at"])
@@ -290,7 +294,9 @@ def test_jitter_is_validated_and_a_patch_moves_the_next_fire(stack: Stack) -> No
     def stored() -> tuple[datetime, datetime]:
         with session_scope() as session:
             row = session.get(Schedule, schedule["id"])
-            assert row is not None and row.next_run_at is not None and row.next_fire_at is not None
+            assert row is not None
+            assert row.next_run_at is not None
+            assert row.next_fire_at is not None
             return row.next_run_at, row.next_fire_at
 
     slot, fire = stored()
@@ -298,7 +304,8 @@ def test_jitter_is_validated_and_a_patch_moves_the_next_fire(stack: Stack) -> No
     slot_after, fire_after = stored()
     stack.client.delete(f"/v1/schedules/{schedule['id']}")
 
-    assert schedule["jitter_s"] == 600 and patched["jitter_s"] == 0
+    assert schedule["jitter_s"] == 600
+    assert patched["jitter_s"] == 0
     assert slot < fire == slot + jitter(schedule["id"], slot, 600)
     assert slot_after == fire_after == slot  # the same slot, now fired at once
     assert patched["next_fire_times"] == schedule["next_fire_times"]

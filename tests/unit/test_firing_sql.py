@@ -50,7 +50,8 @@ def test_advance_sets_a_shared_value_once_and_is_a_compare_and_set_per_schedule(
     shared = [Advanced(f"S{i}", SLOT, SLOT + MINUTE, SLOT + MINUTE, SLOT) for i in range(2)]
     sql, params = advance(db.dialect, shared)
 
-    assert "CASE" not in sql and len(params) == 3 + 2 + 1  # three values, two ids, one expected
+    assert "CASE" not in sql
+    assert len(params) == 3 + 2 + 1
     assert db.exec_driver_sql(sql, tuple(params)).rowcount == 2
     # S0 was advanced since: only S2 (still due at SLOT) moves, each to its own next slot.
     apart = [

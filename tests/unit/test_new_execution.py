@@ -6,7 +6,7 @@ import pytest
 
 from core import store
 from core.models import DEFAULT_PRIORITY, Schedule
-from core.schedules import _spec
+from core.schedules import spec as schedule_spec
 from core.settings import settings
 
 
@@ -47,7 +47,7 @@ def test_a_schedule_without_limits_fires_with_the_servers() -> None:
     )
     slot = datetime(2026, 1, 1, tzinfo=UTC)
 
-    spec = _spec(schedule, slot)
+    spec = schedule_spec(schedule, slot)
 
     assert (spec.queue, spec.priority, spec.timeout_s, spec.max_retries) == ("agentq.cron", 7, 123.0, 4)
     assert (spec.schedule_id, spec.slot_at, spec.owner) == ("S1", slot, "team")
