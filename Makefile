@@ -54,3 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.submit
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.schedules
