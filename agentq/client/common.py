@@ -1,0 +1,70 @@
+"""What the sync and async clients share: defaults, request bodies, checking answers."""
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from agentq.client.errors import AgentqConnectionError, error_from_response
+from agentq.client.models import Submission
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+# One long-poll request waits this long at most; the server's own cap (AGENTQ_MAX_WAIT_S) is 60.
+LONG_POLL_S = 30.0
+# A stream with nothing on it for this long is taken as dropped and resumed; the server
+# sends a heartbeat comment every 15 s.
+STREAM_READ_TIMEOUT_S = 60.0
+
+
+def _config(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
+    base = (url or os.environ.get("AGENTQ_URL") or DEFAULT_URL).rstrip("/")
+    key = api_key if api_key is not None else os.environ.get("AGENTQ_API_KEY", "")
+    headers = {"Accept": "application/json", "User-Agent": "agentq-client/1"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return base, headers
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _submission(
+    plugin: str,
+    command: str,
+    params: Mapping[str, Any] | None,
+    priority: int | None,
+    timeout_s: float | None,
+    max_retries: int | None,
+) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "plugin": plugin,
+            "command": command,
+            "params": dict(params or {}),
+            "priority": priority,
+            "timeout_s": timeout_s,
+            "max_retries": max_retries,
+        }
+    )
+
+
+def _batch(items: Iterable[Submission | Mapping[str, Any]]) -> dict[str, Any]:
+    executions = [
+        (item if isinstance(item, Submission) else Submission.model_validate(item)).model_dump(
+            exclude_none=True, exclude_unset=False
+        )
+        for item in items
+    ]
+    return {"executions": executions}
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise error_from_response(response)
+    return response
+
+
+def _connection_error(base: str, exc: httpx.TransportError) -> AgentqConnectionError:
+    return AgentqConnectionError(f"Cannot reach agentq at {base}: {exc or type(exc).__name__}")
