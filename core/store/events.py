@@ -213,7 +213,8 @@ def record_events(batches: Mapping[tuple[str, int], Sequence[NewEvent]]) -> set[
             rows = session.execute(
                 select(Execution.id, Execution.last_event_seq).where(Execution.id.in_(list(recorded)))
             )
-            last = dict(rows.tuples())
+            # .all(): a Result has keys(), so dict() would index it like a mapping (and fail).
+            last = dict(rows.tuples().all())
             append(session, [Newest(i, events, last[i]) for i, events in recorded.items()])
     return set(recorded)
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ProgrammingError
 from core import db, store
 from core.db import autocommit_scope, engine, session_scope
 from core.errors import IdempotencyConflict
-from core.models import ADMIN_OWNER, Execution, utcnow
+from core.models import ADMIN_OWNER, EventKind, Execution, utcnow
 
 ECHO = store.NewExecution(
     plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0
@@ -366,3 +366,22 @@ def test_the_loop_keeps_its_connections_between_uses_and_not_one_whose_use_faile
 
     assert uses == [1, 1, 1, 2]  # one checkout for three uses, another after the failed one
     assert answer == 2
+
+
+def test_progress_and_log_lines_of_a_running_attempt_are_written_in_order(database: str) -> None:  # noqa: ARG001 (the schema)
+    (submitted,) = store.create_executions([ECHO])
+    row = submitted.execution
+    store.claim([([row.id], 0)], "w1", lease_s=60)
+    progress = store.NewEvent(EventKind.PROGRESS, {"percent": 50, "message": "half"})
+    line = store.NewEvent(EventKind.LOG, {"level": "info", "message": "hello"})
+
+    written = store.record_events({(row.id, 1): [progress, line]})
+
+    assert written == {row.id}
+    events = store.read_events(row, 0)
+    assert [(e.seq, e.kind.value) for e in events] == [
+        (1, "status"),
+        (2, "status"),
+        (3, "progress"),
+        (4, "log"),
+    ]
