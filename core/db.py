@@ -142,6 +142,14 @@ def out_of_reach(exc: BaseException) -> bool:
     return isinstance(code, int) and 2000 <= code < 3000
 
 
+def deadlocked(exc: BaseException) -> bool:
+    """Whether the database rolled ``exc``'s transaction back for a lock conflict with
+    another (MySQL's deadlock or lock wait timeout): the same work, read again, may pass."""
+    if not isinstance(exc, DBAPIError) or exc.orig is None or not exc.orig.args:
+        return False
+    return exc.orig.args[0] in (1205, 1213)
+
+
 @cache
 def engine() -> Engine:
     return make_engine(settings.database_url)

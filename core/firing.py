@@ -19,12 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from core import queue, store
+from core.db import deadlocked
 from core.models import Execution, Schedule, utcnow
 from core.schedules import fire_at, plan, spec
 from core.settings import settings
 
 log = logging.getLogger("agentq.schedules")
+
+# Firers that race (beats without the lock, a lock handed over mid-set) can deadlock on
+# the executions' unique index; the loser's set is read again, a few times at most.
+_CONFLICTS_MOST = 5
 
 
 @dataclass
@@ -104,6 +111,7 @@ def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: 
 def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish = queue.publish) -> Fires:
     started = time.monotonic()
     fires = Fires()
+    conflicts = 0
     while True:
         at = utcnow() if now is None else now
         planned: dict[str, _Planned] = {}
@@ -114,7 +122,12 @@ def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish
             planned[schedule.id] = _plan(schedule, at)
             return planned[schedule.id].firing
 
-        firings, fired = store.fire_set(at, size, planner)
+        try:
+            firings, fired = store.fire_set(at, size, planner)
+        except DBAPIError as exc:  # rolled back: the set, read again, is what is still due
+            if not deadlocked(exc) or (conflicts := conflicts + 1) > _CONFLICTS_MOST:
+                raise
+            continue
         done = list(planned.values())
         if fired is None:  # the compare-and-set missed: one by one, each winning or losing alone
             fired, done = store.Fired(), []
