@@ -27,7 +27,7 @@ integration: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agentq core api workers tasks bench tests beat_schedule.py gunicorn.conf.py
+	$(BIN)/mypy agentq api workers tasks bench tests beat_schedule.py gunicorn.conf.py
 
 # The documentation site (docs/, mkdocs.yml) into site/; a broken link or a page left out
 # of the navigation fails the build.

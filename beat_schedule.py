@@ -1,4 +1,4 @@
-"""What ``celery beat`` fires beyond its static entries (``core.queue.BEAT_SCHEDULE``): the
+"""What ``celery beat`` fires beyond its static entries (``agentq.core.queue.BEAT_SCHEDULE``): the
 schedules in the database.
 
 ``celery -A workers.app beat`` runs ``DatabaseScheduler`` (the app's ``beat_scheduler``):
@@ -8,10 +8,10 @@ Redis lock that it renews four times per TTL; a standby takes the lock over when
 Exactly-once per slot does not rest on the lock: each fire is a compare-and-set on
 the schedule's ``next_run_at`` plus a unique key on (schedule, slot).
 
-The active beat fires due schedules a set at a time (``core.firing``); those about to
+The active beat fires due schedules a set at a time (``agentq.core.firing``); those about to
 fire it reads and plans ahead, and it sleeps until the earliest fire time, a tick at
 most. Every beat serves its metrics on ``AGENTQ_BEAT_METRICS_PORT``
-(``core/beat_metrics.py``).
+(``agentq/core/beat_metrics.py``).
 """
 
 import contextlib
@@ -23,11 +23,11 @@ from typing import Any
 import redis
 from celery.beat import Scheduler
 
-from core import beat_metrics, store
-from core.firing import Firer
-from core.leadership import Leadership
-from core.models import utcnow
-from core.settings import settings
+from agentq.core import beat_metrics, store
+from agentq.core.firing import Firer
+from agentq.core.leadership import Leadership
+from agentq.core.models import utcnow
+from agentq.core.settings import settings
 
 log = logging.getLogger("agentq.beat")
 

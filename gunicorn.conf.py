@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core import logs
-from core.settings import Settings
+from agentq.core import logs
+from agentq.core.settings import Settings
 
 _settings = Settings()
 
@@ -51,7 +51,7 @@ def on_starting(_server: Any) -> None:
 
 
 def post_fork(_server: Any, _worker: Any) -> None:
-    from core.db import dispose_after_fork
+    from agentq.core.db import dispose_after_fork
 
     dispose_after_fork()
 

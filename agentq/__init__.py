@@ -4,7 +4,7 @@ Plugin authors import everything from here::
 
     from agentq import Context, PermanentError, Plugin, RetryLater, command, run_command
 
-The names live in ``workers.plugins.base`` and ``core.errors`` and are imported on first
+The names live in ``workers.plugins.base`` and ``agentq.core.errors`` and are imported on first
 use (PEP 562), so ``import agentq`` (which every ``agentq`` command does) loads neither
 pydantic nor anything of the API or the workers.
 """
@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.errors import PermanentError, RetryLater
+    from agentq.core.errors import PermanentError, RetryLater
     from workers.plugins.base import Context, Plugin, command, run_command
 
 __all__ = ["Context", "PermanentError", "Plugin", "RetryLater", "command", "run_command"]
@@ -23,8 +23,8 @@ _HOMES = {
     "Plugin": "workers.plugins.base",
     "command": "workers.plugins.base",
     "run_command": "workers.plugins.base",
-    "RetryLater": "core.errors",
-    "PermanentError": "core.errors",
+    "RetryLater": "agentq.core.errors",
+    "PermanentError": "agentq.core.errors",
 }
 
 

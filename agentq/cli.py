@@ -55,8 +55,8 @@ def dev() -> None:
     Listens on 127.0.0.1 (API on AGENTQ_API_PORT, Flower on AGENTQ_FLOWER_PORT) and keeps
     its files under AGENTQ_DATA_DIR. Ctrl-C stops everything.
     """
+    from agentq.core.settings import settings
     from agentq.dev import DevStack
-    from core.settings import settings
 
     raise typer.Exit(DevStack(settings).run())
 
@@ -79,8 +79,8 @@ def beat_health() -> None:
     """
     import redis
 
-    from core.leadership import holder
-    from core.settings import settings
+    from agentq.core.leadership import holder
+    from agentq.core.settings import settings
 
     try:
         found = holder(redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5))

@@ -22,8 +22,8 @@ import httpx
 import redis
 from dotenv import dotenv_values
 
+from agentq.core.settings import Settings
 from agentq.devprocs import HOST, Child, DevError, Output, free_port, how, redis_server_path
-from core.settings import Settings
 
 REDIS_START_S = 10.0
 MIGRATE_S = 300.0

@@ -7,14 +7,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-import migrations
-from core.settings import settings
+from agentq import migrations
+from agentq.core.settings import settings
 
 
 def alembic_config() -> Config:
     """Alembic's configuration without alembic.ini: the scripts come from the installed package.
 
-    The database URL is not set here; ``migrations/env.py`` reads it from agentq's settings.
+    The database URL is not set here; ``agentq/migrations/env.py`` reads it from agentq's settings.
     """
     # __path__ rather than __file__: an editable install made before migrations/ had an
     # __init__.py still imports it as a namespace package, which has no __file__.

@@ -13,11 +13,11 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import keys, store
+from agentq.core.errors import Forbidden, Unauthorized
+from agentq.core.models import ADMIN_OWNER
+from agentq.core.settings import settings
 from api.ratelimit import limiter
-from core import keys, store
-from core.errors import Forbidden, Unauthorized
-from core.models import ADMIN_OWNER
-from core.settings import settings
 
 # key hash -> (owner or None, cached until): one database lookup per key per few seconds.
 _cache: dict[str, tuple[str | None, float]] = {}

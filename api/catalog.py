@@ -13,10 +13,10 @@ import jsonschema_rs
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from core import store
-from core.errors import InvalidParams, UnknownCommand, UnknownPlugin
-from core.models import PluginCommand
-from core.settings import settings
+from agentq.core import store
+from agentq.core.errors import InvalidParams, UnknownCommand, UnknownPlugin
+from agentq.core.models import PluginCommand
+from agentq.core.settings import settings
 
 
 class Catalog:

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.errors import UnsupportedMediaType
+from agentq.core.errors import UnsupportedMediaType
 
 
 class _NotJSON(ValueError):

@@ -2,8 +2,8 @@
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentq.core.settings import settings
 from api.problems import problem
-from core.settings import settings
 
 
 class BodyLimit:

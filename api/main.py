@@ -9,14 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import heap, logs
+from agentq.core.db import dispose_async_engine
+from agentq.core.settings import settings
 from api import docs, problems
 from api.limits import BodyLimit
 from api.routes import compat, events, executions, health, keys, plugins, schedules
 from api.submit import flush_publishes
 from api.waiters import waiters
-from core import heap, logs
-from core.db import dispose_async_engine
-from core.settings import settings
 
 log = logging.getLogger("agentq.api")
 

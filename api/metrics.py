@@ -8,7 +8,7 @@ Three sources, each correct however many API and worker processes there are:
   answers with the sum.
 - read at scrape time: executions by status (the database), messages waiting per queue
   (Redis lengths of each queue's priority lists).
-- recorded by the workers into Redis (``core/metrics_layout.py``): finished attempts by plugin and status, their duration histogram, and the
+- recorded by the workers into Redis (``agentq/core/metrics_layout.py``): finished attempts by plugin and status, their duration histogram, and the
   seconds each plugin held a worker's event loop.
 """
 
@@ -24,9 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from api.catalog import catalog
-from core import broker, store
-from core.metrics_layout import (
+from agentq.core import broker, store
+from agentq.core.metrics_layout import (
     BUCKETS_S,
     COUNT_FIELD,
     FINISHED_KEY,
@@ -37,9 +36,10 @@ from core.metrics_layout import (
     duration_key,
     plugin_and_status,
 )
-from core.models import ExecutionStatus
-from core.queue import PRIORITY_LEVELS
-from core.settings import settings
+from agentq.core.models import ExecutionStatus
+from agentq.core.queue import PRIORITY_LEVELS
+from agentq.core.settings import settings
+from api.catalog import catalog
 
 log = logging.getLogger("agentq.api.metrics")
 

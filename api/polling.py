@@ -7,12 +7,12 @@ from contextlib import suppress
 
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import store
+from agentq.core.db import has_async_engine
+from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionEvent
+from agentq.core.settings import settings
 from api.grouping import Grouped
 from api.waiters import waiters
-from core import store
-from core.db import has_async_engine
-from core.models import TERMINAL, EventKind, Execution, ExecutionEvent
-from core.settings import settings
 
 EVENTS_PAGE = 500
 

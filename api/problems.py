@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from core.errors import (
+from agentq.core.errors import (
     AgentqError,
     Conflict,
     Forbidden,

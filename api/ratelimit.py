@@ -6,8 +6,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core.errors import RateLimited
-from core.settings import settings
+from agentq.core.errors import RateLimited
+from agentq.core.settings import settings
 
 log = logging.getLogger("agentq.api.ratelimit")
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
-from core.settings import MAX_TIMEOUT_S, settings
+from agentq.core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
+from agentq.core.settings import MAX_TIMEOUT_S, settings
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]

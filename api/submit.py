@@ -20,15 +20,15 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
+from agentq.core import queue, store
+from agentq.core.db import has_async_engine, out_of_reach
+from agentq.core.errors import IdempotencyConflict, InvalidRequest
+from agentq.core.grouping import GroupingThread
+from agentq.core.settings import settings
 from api import metrics
 from api.catalog import catalog
 from api.grouping import Grouped
 from api.schemas import ExecutionCreate
-from core import queue, store
-from core.db import has_async_engine, out_of_reach
-from core.errors import IdempotencyConflict, InvalidRequest
-from core.grouping import GroupingThread
-from core.settings import settings
 
 log = logging.getLogger("agentq.api.submit")
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 
 import redis.asyncio as aioredis
 
-from core.notify import CHANNEL
+from agentq.core.notify import CHANNEL
 
 log = logging.getLogger("agentq.api.waiters")
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from agentq.core.settings import settings
 from bench.harness import (
     ROOT,
     TERMINAL,
@@ -40,7 +41,6 @@ from bench.harness import (
     submit_batches,
     wait_until,
 )
-from core.settings import settings
 from workers.plugins import outbound
 
 SLEEP = {"plugin": "simulate", "command": "run", "params": {"sleep_s": 1, "mode": "async"}}

@@ -25,17 +25,17 @@ IDLE = (
     "queue.py:get",
     # A grouping thread waiting for work blocks in SimpleQueue.get, which is C: its
     # innermost Python frame is the loop itself, whose own work is a few lines per group.
-    "core/grouping.py:_serve_waiting",
+    "agentq/core/grouping.py:_serve_waiting",
 )
 # The first of these found in a stack (outermost to innermost order is irrelevant) names its step.
 STEPS = [
-    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^core/store/lifecycle\.py:claim$")),
-    ("finish (UPDATE + event INSERT)", re.compile(r"^core/store/lifecycle\.py:finish$")),
+    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^agentq/core/store/lifecycle\.py:claim$")),
+    ("finish (UPDATE + event INSERT)", re.compile(r"^agentq/core/store/lifecycle\.py:finish$")),
     (
         "heartbeat / event flush",
-        re.compile(r"^core/store/(lifecycle\.py:heartbeat|events\.py:record_events)$"),
+        re.compile(r"^agentq/core/store/(lifecycle\.py:heartbeat|events\.py:record_events)$"),
     ),
-    ("notify (Redis PUBLISH)", re.compile(r"^core/notify\.py")),
+    ("notify (Redis PUBLISH)", re.compile(r"^agentq/core/notify\.py")),
     ("plugin (echo)", re.compile(r"^workers/plugins/")),
     ("worker metrics / signals", re.compile(r"^workers/(metrics|app|stalls)\.py")),
     ("runtime (rest)", re.compile(r"^workers/(runtime|attempt|outcomes|recorder|heartbeat)\.py")),
@@ -52,7 +52,7 @@ PACKAGES = [
     ("logging", "logging/"),
     ("prometheus_client", "prometheus_client/"),
     ("threading / queue", "threading.py"),
-    ("agentq code", "core/"),
+    ("agentq code", "agentq/core/"),
     ("agentq code", "workers/"),
     ("agentq code", "tasks/"),
 ]

@@ -41,6 +41,8 @@ from typing import Any
 import redis
 from sqlalchemy.engine import make_url
 
+from agentq.core.leadership import LOCK_KEY
+from agentq.core.schedules import jitter
 from bench.harness import (
     MYSQL_URL,
     REDIS_URL,
@@ -55,8 +57,6 @@ from bench.harness import (
     wait_until,
 )
 from bench.throughput import cpu_s
-from core.leadership import LOCK_KEY
-from core.schedules import jitter
 
 TARGET_P99_S = 2.0
 CREATE_CONCURRENCY = 32

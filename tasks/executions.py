@@ -7,10 +7,10 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 
-from core import queue, store
-from core.errors import DatabaseUnavailable
-from core.models import DEFAULT_PRIORITY
-from core.queue import ARGS_SHOWN, RUN_EXECUTION, SUBMIT_EXECUTION, app
+from agentq.core import queue, store
+from agentq.core.errors import DatabaseUnavailable
+from agentq.core.models import DEFAULT_PRIORITY
+from agentq.core.queue import ARGS_SHOWN, RUN_EXECUTION, SUBMIT_EXECUTION, app
 from workers.process import registry, runtime
 from workers.runtime import ShuttingDown
 

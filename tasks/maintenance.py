@@ -1,13 +1,13 @@
 """Periodic housekeeping tasks, fired by beat (see ``beat_schedule.py``).
 
 They send no task events (``send_events=False`` here, no task-sent event in
-``core.queue.AMQP``): beat fires the reaper every few seconds, and Flower's task list is
+``agentq.core.queue.AMQP``): beat fires the reaper every few seconds, and Flower's task list is
 for executions. Their work shows in the logs (``agentq.maintenance``).
 """
 
-from core import maintenance
-from core.models import utcnow
-from core.queue import PURGE_EXECUTIONS, REAP_EXECUTIONS, app
+from agentq.core import maintenance
+from agentq.core.models import utcnow
+from agentq.core.queue import PURGE_EXECUTIONS, REAP_EXECUTIONS, app
 
 
 @app.task(name=REAP_EXECUTIONS, send_events=False)

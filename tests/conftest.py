@@ -1,6 +1,6 @@
 """Points every agentq module this test process imports at the test services.
 
-Runs before any test module imports ``core.settings``. CI sets the URLs; locally they
+Runs before any test module imports ``agentq.core.settings``. CI sets the URLs; locally they
 default to the services on 127.0.0.1, with our own database and Redis db number.
 """
 

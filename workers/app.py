@@ -1,6 +1,6 @@
 """The Celery app as a worker (and beat) runs it: ``celery -A workers.app worker``.
 
-The app and all of its configuration are ``core.queue``'s (the tasks it registers too,
+The app and all of its configuration are ``agentq.core.queue``'s (the tasks it registers too,
 through its ``include``); this adds a worker's start-up and shutdown work: loading the
 plugins and publishing their catalog, so the API can validate submissions without plugin
 code, starting and stopping the runtime, and the memory limit.
@@ -13,9 +13,9 @@ from typing import Any
 
 from celery.signals import setup_logging, task_postrun, worker_ready, worker_shutdown, worker_shutting_down
 
-from core import heap, logs, store
-from core.queue import app
-from core.settings import settings
+from agentq.core import heap, logs, store
+from agentq.core.queue import app
+from agentq.core.settings import settings
 from workers import metrics
 from workers.process import drain, registry, runtime, shutdown
 

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
 
-from core import store
-from core.models import EventKind, Execution
-from core.settings import settings
+from agentq.core import store
+from agentq.core.models import EventKind, Execution
+from agentq.core.settings import settings
 from workers.plugins.base import Context, Interrupted
 
 # Every progress update of an attempt goes to the event log up to this many; past it,

@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from core import notify, store
-from core.settings import settings
+from agentq.core import notify, store
+from agentq.core.settings import settings
 from workers.attempt import Attempt, Key, StopReason
 from workers.outcomes import did_not_stop
 from workers.recorder import write

@@ -1,7 +1,7 @@
 """What a worker measures: each execution's outcome and duration, stalls of its event
 loop, and its own memory.
 
-Each finished attempt adds to counters in Redis (``core/metrics_layout.py``), which every
+Each finished attempt adds to counters in Redis (``agentq/core/metrics_layout.py``), which every
 API process serves on ``/metrics``. The runtime reports the attempts it records together,
 in one pipeline.
 """
@@ -17,7 +17,7 @@ from functools import cache
 
 import redis
 
-from core.metrics_layout import (
+from agentq.core.metrics_layout import (
     COUNT_FIELD,
     FINISHED_KEY,
     LOOP_BLOCKED_KEY,
@@ -27,7 +27,7 @@ from core.metrics_layout import (
     duration_key,
     finished_field,
 )
-from core.settings import settings
+from agentq.core.settings import settings
 
 log = logging.getLogger("agentq.executions")
 

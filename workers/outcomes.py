@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import store
-from core.errors import AgentqError, PluginError, RetryLater
-from core.models import ExecutionStatus, utcnow
-from core.settings import settings
+from agentq.core import store
+from agentq.core.errors import AgentqError, PluginError, RetryLater
+from agentq.core.models import ExecutionStatus, utcnow
+from agentq.core.settings import settings
 from workers.attempt import Attempt, StopReason
 from workers.plugins.base import Interrupted
 

@@ -3,7 +3,7 @@
 import os
 import socket
 
-from core.db import dispose_after_fork
+from agentq.core.db import dispose_after_fork
 from workers.plugins.registry import Registry, load_registry
 from workers.runtime import Runtime
 

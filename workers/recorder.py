@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from core import notify, queue, store
-from core.errors import DatabaseUnavailable
-from core.models import ExecutionStatus
-from core.settings import settings
+from agentq.core import notify, queue, store
+from agentq.core.errors import DatabaseUnavailable
+from agentq.core.models import ExecutionStatus
+from agentq.core.settings import settings
 from workers import metrics
 from workers.attempt import Attempt, Key
 from workers.outcomes import Ran, Recording, recording

@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from core import notify, store
-from core.grouping import GroupingThread
-from core.models import Execution, ExecutionStatus
-from core.settings import settings
+from agentq.core import notify, store
+from agentq.core.grouping import GroupingThread
+from agentq.core.models import Execution, ExecutionStatus
+from agentq.core.settings import settings
 from workers import outcomes, recorder
 from workers.attempt import Attempt, Key, StopReason
 from workers.heartbeat import Heartbeat

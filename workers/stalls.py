@@ -5,7 +5,7 @@ its count on ``/metrics``."""
 import logging
 from collections import defaultdict
 
-from core.metrics_layout import NO_PLUGIN
+from agentq.core.metrics_layout import NO_PLUGIN
 from workers import metrics
 from workers.attempt import Attempt
 

@@ -2,15 +2,15 @@
 
 from fastapi import APIRouter, Response
 
+from agentq.core.errors import UnknownCommand
+from agentq.core.models import ExecutionStatus
+from agentq.core.settings import settings
 from api import polling
 from api.auth import OwnerDep
 from api.catalog import catalog
 from api.jsonbody import JSONRoute
 from api.schemas import AgentExecute, AgentResult, ExecutionCreate
 from api.submit import Single, submit_single
-from core.errors import UnknownCommand
-from core.models import ExecutionStatus
-from core.settings import settings
 
 router = APIRouter(tags=["compatibility"], route_class=JSONRoute)
 

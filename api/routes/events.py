@@ -6,11 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from agentq.core.models import Execution
+from agentq.core.settings import settings
 from api import polling
 from api.auth import OwnerDep
 from api.schemas import ExecutionEventPublic
-from core.models import Execution
-from core.settings import settings
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 

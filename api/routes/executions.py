@@ -5,6 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import notify, store
+from agentq.core.models import Execution, ExecutionStatus
+from agentq.core.settings import settings
 from api import polling
 from api.auth import OwnerDep
 from api.jsonbody import JSONRoute
@@ -18,9 +21,6 @@ from api.schemas import (
     IdempotencyKey,
 )
 from api.submit import Single, submit, submit_single
-from core import notify, store
-from core.models import Execution, ExecutionStatus
-from core.settings import settings
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"], route_class=JSONRoute)
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import store
+from agentq.core.queue import app as celery_app
+from agentq.core.settings import settings
 from api import metrics as api_metrics
-from core import store
-from core.queue import app as celery_app
-from core.settings import settings
 
 router = APIRouter(tags=["health"])
 

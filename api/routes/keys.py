@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter, Response
 
+from agentq.core import keys, store
+from agentq.core.errors import NotFound
 from api.auth import AdminDep
 from api.jsonbody import JSONRoute
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
-from core import keys, store
-from core.errors import NotFound
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=JSONRoute)
 

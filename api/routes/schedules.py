@@ -5,6 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from agentq.core import schedules, store
+from agentq.core.errors import InvalidRequest
+from agentq.core.models import Schedule, utcnow
 from api.auth import OwnerDep
 from api.catalog import catalog
 from api.jsonbody import JSONRoute
@@ -16,9 +19,6 @@ from api.schemas import (
     SchedulesPublic,
     ScheduleUpdate,
 )
-from core import schedules, store
-from core.errors import InvalidRequest
-from core.models import Schedule, utcnow
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=JSONRoute)
 TIMING = {"cron", "interval_s", "timezone", "enabled"}

@@ -3,7 +3,7 @@
 import pytest
 from kombu.connection import Connection
 
-from core import broker, queue
+from agentq.core import broker, queue
 from tests.conftest import REDIS_URL
 
 

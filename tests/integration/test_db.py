@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Dialect, Update, event, text, update
 from sqlalchemy.exc import ProgrammingError
 
-from core import db, store
-from core.db import autocommit_scope, engine, session_scope
-from core.errors import IdempotencyConflict
-from core.models import ADMIN_OWNER, EventKind, Execution, utcnow
+from agentq.core import db, store
+from agentq.core.db import autocommit_scope, engine, session_scope
+from agentq.core.errors import IdempotencyConflict
+from agentq.core.models import ADMIN_OWNER, EventKind, Execution, utcnow
 
 ECHO = store.NewExecution(
     plugin="echo", command="echo", params={}, queue="agentq", priority=5, timeout_s=60, max_retries=0

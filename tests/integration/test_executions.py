@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import redis
 
-from core import queue, store
+from agentq.core import queue, store
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
 from tests.integration.processes import wait_until

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import queue, store
+from agentq.core import queue, store
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.integration.conftest import Stack, launch
 from tests.integration.processes import Proc, wait_until

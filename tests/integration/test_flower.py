@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from core.queue import PRIORITY_LEVELS, REAP_EXECUTIONS, app
+from agentq.core.queue import PRIORITY_LEVELS, REAP_EXECUTIONS, app
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
 from tests.integration.processes import Proc, child_env, free_port, wait_until

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     checked(install.run(install.bin("python"), "-m", "pip", "install", str(wheel), timeout_s=INSTALL_S))
     yield install
     shutil.rmtree(base, ignore_errors=True)  # a quarter of a gigabyte
+
+
+def test_the_wheel_takes_only_the_top_level_names_the_docs_list(installed: Install) -> None:
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        top = {name.split("/")[0].removesuffix(".py") for name in wheel.namelist()}
+    assert {name for name in top if not name.endswith(".dist-info")} == {
+        "agentq", "api", "tasks", "workers", "beat_schedule",
+    }  # fmt: skip
 
 
 def test_the_api_the_celery_app_beat_and_the_cli_import(installed: Install) -> None:

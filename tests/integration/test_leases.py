@@ -14,9 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
-from core import maintenance, queue, store
-from core.db import session_scope
-from core.models import Execution, utcnow
+from agentq.core import maintenance, queue, store
+from agentq.core.db import session_scope
+from agentq.core.models import Execution, utcnow
 from tests.conftest import DATABASE_URL
 from tests.integration.conftest import Stack, launch
 from tests.integration.processes import wait_until

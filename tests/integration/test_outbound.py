@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from core import queue, store
-from core.settings import settings
+from agentq.core import queue, store
+from agentq.core.settings import settings
 from tests.integration.conftest import Stack
 from tests.integration.outside import Handler as Outside
 from tests.integration.processes import child_env, start_worker, wait_until

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from core import queue, store
-from core.db import session_scope
-from core.firing import fire_due
-from core.models import Execution, Schedule, utcnow
-from core.queue import PURGE_EXECUTIONS
-from core.queue import app as celery_app
+from agentq.core import queue, store
+from agentq.core.db import session_scope
+from agentq.core.firing import fire_due
+from agentq.core.models import Execution, Schedule, utcnow
+from agentq.core.queue import PURGE_EXECUTIONS
+from agentq.core.queue import app as celery_app
 from tests.integration.conftest import Stack
 from tests.integration.processes import Proc, wait_until
 

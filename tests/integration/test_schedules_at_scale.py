@@ -22,13 +22,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import delete, select, update
 
-from core import db, store
-from core.db import session_scope
-from core.firing import Firer, Fires, fire_due
-from core.leadership import LOCK_KEY
-from core.models import Execution, Schedule, utcnow
-from core.schedules import jitter
-from core.settings import settings
+from agentq.core import db, store
+from agentq.core.db import session_scope
+from agentq.core.firing import Firer, Fires, fire_due
+from agentq.core.leadership import LOCK_KEY
+from agentq.core.models import Execution, Schedule, utcnow
+from agentq.core.schedules import jitter
+from agentq.core.settings import settings
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
 from tests.integration.processes import ROOT, Proc, free_port, wait_until

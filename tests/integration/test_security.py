@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from core import queue, store
+from agentq.core import queue, store
 from tests.integration.conftest import ADMIN_KEY, Stack, bearer
 from tests.integration.processes import Proc, child_env, free_port, start_api, start_worker, wait_until
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from core.settings import settings
+from agentq.core.settings import settings
 from workers.plugins import outbound, outbound_pool
 from workers.plugins.base import Context, Plugin
 

@@ -11,10 +11,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from api.catalog import Catalog
-from api.limits import BodyLimit
-from api.problems import agentq_error, database_error, http_error, unexpected_error, validation_error
-from core.errors import (
+from agentq.core.errors import (
     AgentqError,
     BrokerUnavailable,
     ExecutionNotFound,
@@ -22,7 +19,10 @@ from core.errors import (
     InvalidParams,
     UnknownPlugin,
 )
-from core.settings import Settings
+from agentq.core.settings import Settings
+from api.catalog import Catalog
+from api.limits import BodyLimit
+from api.problems import agentq_error, database_error, http_error, unexpected_error, validation_error
 from workers.plugins.registry import Registry
 from workers.plugins.simulate import SimulatePlugin
 

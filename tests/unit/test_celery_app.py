@@ -1,5 +1,5 @@
-"""One home per concern: the Celery app and its configuration (``core/queue.py``), kombu's
-patches (``core/broker.py``), and packages that import each other one way only."""
+"""One home per concern: the Celery app and its configuration (``agentq/core/queue.py``), kombu's
+patches (``agentq/core/broker.py``), and packages that import each other one way only."""
 
 import ast
 import subprocess
@@ -11,20 +11,25 @@ import pytest
 import redis
 from kombu.transport import redis as kombu_redis
 
-from core import broker, queue
-from core.settings import settings
+from agentq.core import broker, queue
+from agentq.core.settings import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # What each package of the running system may import of the others: core is below
 # everything; the API and the worker never import each other; the tasks sit on top.
 MAY_IMPORT = {
-    "core": set(),
-    "api": {"core"},
-    "workers": {"core", "agentq"},  # agentq: the plugin SDK, which built-in plugins use
-    "tasks": {"core", "workers"},
-    "beat_schedule": {"core"},
+    "agentq.core": set(),
+    "api": {"agentq.core"},
+    "workers": {"agentq.core", "agentq"},  # agentq: the plugin SDK, which built-in plugins use
+    "tasks": {"agentq.core", "workers"},
+    "beat_schedule": {"agentq.core"},
 }
+
+
+def _package(module: str) -> str:
+    """The package of ``MAY_IMPORT`` (or ``agentq``) that ``module`` belongs to."""
+    return "agentq.core" if module.split(".")[:2] == ["agentq", "core"] else module.split(".")[0]
 
 
 def test_the_worker_and_beat_settings_are_the_apps_own() -> None:
@@ -61,18 +66,17 @@ def _imports(source: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(source.read_text(), str(source))):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {_package(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(_package(node.module))
     return names
 
 
 @pytest.mark.parametrize("package", sorted(MAY_IMPORT))
 def test_packages_import_each_other_one_way(package: str) -> None:
     ours = {*MAY_IMPORT, "agentq"}
-    sources = (
-        [ROOT / f"{package}.py"] if (ROOT / f"{package}.py").exists() else (ROOT / package).rglob("*.py")
-    )
+    path = ROOT / package.replace(".", "/")
+    sources = [path.with_suffix(".py")] if path.with_suffix(".py").exists() else path.rglob("*.py")
     imported = {
         (name, str(source.relative_to(ROOT)))
         for source in sources
@@ -83,7 +87,7 @@ def test_packages_import_each_other_one_way(package: str) -> None:
 
 
 def test_a_channel_whose_connection_was_closed_raises_a_connection_error() -> None:
-    # core.queue applied core/broker.py to kombu when it made the app.
+    # agentq.core.queue applied agentq/core/broker.py to kombu when it made the app.
     assert kombu_redis.Channel._connparams is broker._connparams_of_open_channel
     closed = SimpleNamespace(connection=SimpleNamespace(client=None))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
-from core.settings import Settings
+from agentq.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Read by the CLI and the Python client, not by the settings object.

@@ -1,4 +1,4 @@
-"""The statements that write a fired set (core/store/_bulk.py), run on an in-memory SQLite."""
+"""The statements that write a fired set (agentq/core/store/_bulk.py), run on an in-memory SQLite."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Connection, create_engine, insert, select
 
-from core.models import Base, Execution, Schedule
-from core.store._bulk import advance, insert_fired
-from core.store.executions import NewExecution, new_values
+from agentq.core.models import Base, Execution, Schedule
+from agentq.core.store._bulk import advance, insert_fired
+from agentq.core.store.executions import NewExecution, new_values
 
 SLOT = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -2,8 +2,8 @@
 
 from kombu.connection import Connection
 
-from core import broker, queue
-from core.models import Execution
+from agentq.core import broker, queue
+from agentq.core.models import Execution
 from tasks.executions import failure_summary
 
 

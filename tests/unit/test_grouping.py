@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from agentq.core.db import out_of_reach
+from agentq.core.errors import IdempotencyConflict
+from agentq.core.grouping import GroupingThread
 from api.grouping import Grouped
-from core.db import out_of_reach
-from core.errors import IdempotencyConflict
-from core.grouping import GroupingThread
 
 
 def test_calls_arriving_during_a_serve_share_the_next_one() -> None:
@@ -199,7 +199,7 @@ def _driver_error(cls: type[Exception], code: int, message: str) -> DBAPIError:
 
 def test_a_group_is_written_again_alone_unless_the_database_is_out_of_reach() -> None:
     """A failed group commit is retried request by request unless the failure is one that
-    every request would meet alike (``core.db.out_of_reach``)."""
+    every request would meet alike (``agentq.core.db.out_of_reach``)."""
     locked = sqlite3.OperationalError("database is locked")
     locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
     unreachable = [

@@ -2,7 +2,7 @@
 
 import gc
 
-from core import heap
+from agentq.core import heap
 
 
 def test_trim_runs_at_most_once_per_interval() -> None:

@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import store
-from core.models import DEFAULT_PRIORITY, Schedule
-from core.schedules import spec as schedule_spec
-from core.settings import settings
+from agentq.core import store
+from agentq.core.models import DEFAULT_PRIORITY, Schedule
+from agentq.core.schedules import spec as schedule_spec
+from agentq.core.settings import settings
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
+from agentq.core import broker, logs, metrics_layout
+from agentq.core.settings import Settings
 from api import metrics as api_metrics
 from api.routes.health import Readiness
-from core import broker, logs, metrics_layout
-from core.settings import Settings
 from workers import metrics as worker_metrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from core.errors import PermanentError, RetryLater
-from core.settings import settings
+from agentq.core.errors import PermanentError, RetryLater
+from agentq.core.settings import settings
 from tests.unit.conftest import PUBLIC, Handler, Serve
 from workers.plugins import outbound, outbound_pool
 

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from core.errors import PluginError, RetryLater
-from core.models import ExecutionStatus as S
-from core.settings import settings
+from agentq.core.errors import PluginError, RetryLater
+from agentq.core.models import ExecutionStatus as S
+from agentq.core.settings import settings
 from workers import outcomes
 from workers.attempt import Attempt, StopReason
 from workers.plugins.base import Interrupted

@@ -8,7 +8,7 @@ import httpx
 import pydantic
 import pytest
 
-from core.errors import PermanentError, RetryLater
+from agentq.core.errors import PermanentError, RetryLater
 from tests.unit.conftest import PUBLIC, Handler, run_side_by_side
 from workers.plugins.base import run_command
 from workers.plugins.news import NewsPlugin

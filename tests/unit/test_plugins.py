@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from core.errors import PluginNotFound, RetryLater, UnknownCommand
+from agentq.core.errors import PluginNotFound, RetryLater, UnknownCommand
 from workers.plugins import registry as registry_module
 from workers.plugins.base import Context, Plugin, command, run_command
 from workers.plugins.echo import EchoPlugin

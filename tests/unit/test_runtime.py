@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from core.metrics_layout import NO_PLUGIN
-from core.models import EventKind
-from core.models import ExecutionStatus as S
-from core.settings import settings
+from agentq.core.metrics_layout import NO_PLUGIN
+from agentq.core.models import EventKind
+from agentq.core.models import ExecutionStatus as S
+from agentq.core.settings import settings
 from workers import attempt as attempt_module
 from workers import heartbeat, metrics, outcomes, stalls
 from workers.attempt import Attempt, StopReason
@@ -113,7 +113,7 @@ def test_progress_is_clamped_and_reported() -> None:
 
 @pytest.mark.parametrize("attempt", [1, 2, 5, 30])
 def test_backoff_grows_with_jitter_within_bounds(attempt: int) -> None:
-    from core.settings import settings
+    from agentq.core.settings import settings
 
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
     delays = {backoff_s(attempt) for _ in range(50)}

@@ -8,8 +8,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.models import Schedule
-from core.schedules import InvalidTiming, fire_at, fire_times, jitter, plan, upcoming, validate_cron, zone
+from agentq.core.models import Schedule
+from agentq.core.schedules import (
+    InvalidTiming,
+    fire_at,
+    fire_times,
+    jitter,
+    plan,
+    upcoming,
+    validate_cron,
+    zone,
+)
 
 
 def cron(expression: str, tz: str = "UTC", **fields: object) -> Schedule:
@@ -158,7 +167,7 @@ def test_jitter_is_the_same_for_a_schedule_and_slot_whoever_computes_it() -> Non
     # Not Python's per-process hash() nor a random draw: a standby beat, another process
     # with another hash seed, picks this very time.
     code = (
-        "from datetime import UTC, datetime; from core.schedules import jitter; "
+        "from datetime import UTC, datetime; from agentq.core.schedules import jitter; "
         f"print(jitter({SCHEDULE_ID!r}, datetime(2026, 1, 1, 9, 0, tzinfo=UTC), 60).total_seconds())"
     )
     other = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import agentq
-import core.errors
+import agentq.core.errors
 import workers.plugins.base
 from workers.plugins.registry import load_registry
 
@@ -54,8 +54,8 @@ def test_public_names_are_the_documented_ones() -> None:
 
 def test_public_names_are_the_ones_the_worker_uses() -> None:
     # The runtime recognises the errors and the context by class: they must be the same objects.
-    assert agentq.RetryLater is core.errors.RetryLater
-    assert agentq.PermanentError is core.errors.PermanentError
+    assert agentq.RetryLater is agentq.core.errors.RetryLater
+    assert agentq.PermanentError is agentq.core.errors.PermanentError
     assert agentq.Plugin is workers.plugins.base.Plugin
     assert agentq.Context is workers.plugins.base.Context
     assert agentq.command is workers.plugins.base.command

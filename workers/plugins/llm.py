@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agentq import Context, PermanentError, Plugin, command
-from core.settings import settings
+from agentq.core.settings import settings
 from workers.plugins import outbound
 
 # Long completions take minutes; the execution's own timeout still bounds the whole run.

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from core.errors import PermanentError, RetryLater
-from core.settings import settings
+from agentq.core.errors import PermanentError, RetryLater
+from agentq.core.settings import settings
 from workers.plugins import outbound_pool
 
 MAX_REDIRECTS = 5

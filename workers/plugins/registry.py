@@ -4,8 +4,8 @@ import importlib
 import logging
 from importlib.metadata import entry_points
 
-from core.errors import PluginNotFound, UnknownCommand
-from core.models import PluginCommand, utcnow
+from agentq.core.errors import PluginNotFound, UnknownCommand
+from agentq.core.models import PluginCommand, utcnow
 from workers.plugins.base import Command, Plugin
 
 ENTRY_POINT_GROUP = "agentq.plugins"

@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy import inspect as sa_inspect
 
-from core.db import autocommit_scope, session_scope
-from core.models import Execution, Schedule, utcnow
-from core.settings import settings
-from core.store._bulk import SCHEDULES, advance, insert_fired
-from core.store._rows import _MYSQL_DIALECTS, CANCELLABLE, EXECUTIONS
-from core.store.executions import NewExecution, _inserted_row, new_values
+from agentq.core.db import autocommit_scope, session_scope
+from agentq.core.models import Execution, Schedule, utcnow
+from agentq.core.settings import settings
+from agentq.core.store._bulk import SCHEDULES, advance, insert_fired
+from agentq.core.store._rows import _MYSQL_DIALECTS, CANCELLABLE, EXECUTIONS
+from agentq.core.store.executions import NewExecution, _inserted_row, new_values
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from core.settings import settings
+from agentq.core.settings import settings
 
 
 def _channel(redis_url: str) -> str:

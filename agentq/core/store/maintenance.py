@@ -7,10 +7,10 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
-from core.db import session_scope
-from core.models import TERMINAL, Execution, ExecutionEvent, ExecutionStatus, utcnow
-from core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
-from core.store.lifecycle import end_attempt
+from agentq.core.db import session_scope
+from agentq.core.models import TERMINAL, Execution, ExecutionEvent, ExecutionStatus, utcnow
+from agentq.core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
+from agentq.core.store.lifecycle import end_attempt
 
 
 def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:

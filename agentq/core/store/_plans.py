@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Result
 from sqlalchemy.sql import Executable
 
-from core.db import loop_connection
+from agentq.core.db import loop_connection
 
 T = TypeVar("T")
 Plan = Generator[tuple[Executable, Any], Result[Any], T]

@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from core.db import session_scope
-from core.models import PluginCommand
+from agentq.core.db import session_scope
+from agentq.core.models import PluginCommand
 
 
 def publish_catalog(entries: Sequence[PluginCommand]) -> None:

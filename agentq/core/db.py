@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import settings
+from agentq.core.settings import settings
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

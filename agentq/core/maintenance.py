@@ -3,9 +3,9 @@
 import logging
 from datetime import datetime, timedelta
 
-from core import notify, queue, store
-from core.models import ExecutionStatus
-from core.settings import settings
+from agentq.core import notify, queue, store
+from agentq.core.models import ExecutionStatus
+from agentq.core.settings import settings
 
 S = ExecutionStatus
 log = logging.getLogger("agentq.maintenance")

@@ -59,7 +59,7 @@ def _connparams_of_open_channel(self: redis.Channel, asynchronous: bool = False)
 
 
 def install() -> None:
-    """Apply this module to kombu, in this process (``core/queue.py`` calls it, before the
+    """Apply this module to kombu, in this process (``agentq/core/queue.py`` calls it, before the
     Celery app is made)."""
     _serve_redis_urls()
     redis.Channel._connparams = _connparams_of_open_channel  # type: ignore[method-assign]
@@ -71,7 +71,7 @@ def _serve_redis_urls() -> None:
     Registered under kombu's own alias rather than set as Celery's ``broker_transport``:
     a connection then still reads ``redis://host:6379/0``, which is how Flower tells a
     Redis broker apart (its Broker page and ``/api/queues/length`` answer "'redis' broker
-    is not supported" for ``core.broker:Transport://host:6379/0``).
+    is not supported" for ``agentq.core.broker:Transport://host:6379/0``).
     """
     transport.TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
     # Forget a stock transport resolved before this ran.

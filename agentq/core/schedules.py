@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from core import queue, store
-from core.models import Execution, Schedule, utcnow
+from agentq.core import queue, store
+from agentq.core.models import Execution, Schedule, utcnow
 
 # Enough for a per-minute cron missed for two months; past it, older slots are dropped.
 _MAX_SCAN = 100_000
@@ -142,7 +142,7 @@ def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
     return Plan(slots=list(fired), next_run_at=next_run_at, missed=due - len(fired))
 
 
-# -- firing (core/firing.py) ---------------------------------------------------------
+# -- firing (agentq/core/firing.py) ---------------------------------------------------------
 
 
 def spec(schedule: Schedule, slot: datetime) -> store.NewExecution:

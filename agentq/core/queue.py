@@ -17,10 +17,10 @@ from celery.app import amqp
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from core import broker, store
-from core.errors import BrokerUnavailable
-from core.models import DEFAULT_PRIORITY, Execution, utcnow
-from core.settings import settings
+from agentq.core import broker, store
+from agentq.core.errors import BrokerUnavailable
+from agentq.core.models import DEFAULT_PRIORITY, Execution, utcnow
+from agentq.core.settings import settings
 
 RUN_EXECUTION = "agentq.run_execution"
 SUBMIT_EXECUTION = "agentq.submit_execution"
@@ -110,7 +110,7 @@ class AMQP(amqp.AMQP):  # type: ignore[misc]
         return message._replace(sent_event=None) if name in MAINTENANCE_TASKS else message
 
 
-broker.install()  # kombu as agentq runs it (core/broker.py), before the app connects
+broker.install()  # kombu as agentq runs it (agentq/core/broker.py), before the app connects
 app = Celery("agentq", amqp=AMQP, include=TASK_MODULES)
 app.config_from_object(celery_config())
 

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
-from core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
-from core.store._rows import CLAIMABLE, EXECUTIONS, S, by_primary_key, detached_row
-from core.store.events import (
+from agentq.core.db import session_scope
+from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
+from agentq.core.store._rows import CLAIMABLE, EXECUTIONS, S, by_primary_key, detached_row
+from agentq.core.store.events import (
     Newest,
     NewEvent,
     RowsStatus,

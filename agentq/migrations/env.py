@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from core.db import make_engine
-from core.models import Base
-from core.settings import settings
+from agentq.core.db import make_engine
+from agentq.core.models import Base
+from agentq.core.settings import settings
 
 target_metadata = Base.metadata
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Dialect, Table
 
-from core.models import Schedule
-from core.store._rows import EXECUTIONS
+from agentq.core.models import Schedule
+from agentq.core.store._rows import EXECUTIONS
 
 SCHEDULES = cast(Table, Schedule.__table__)
 

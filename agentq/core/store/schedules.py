@@ -1,14 +1,14 @@
-"""Schedules: create, read, list, update, delete. Firing them is ``core/store/firing.py``."""
+"""Schedules: create, read, list, update, delete. Firing them is ``agentq/core/store/firing.py``."""
 
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from core.db import session_scope
-from core.errors import NameTaken, ScheduleNotFound
-from core.models import Schedule, utcnow
-from core.store._rows import page
+from agentq.core.db import session_scope
+from agentq.core.errors import NameTaken, ScheduleNotFound
+from agentq.core.models import Schedule, utcnow
+from agentq.core.store._rows import page
 
 
 def create_schedule(schedule: Schedule) -> Schedule:

@@ -34,9 +34,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.db import autocommit_scope, session_scope
-from core.models import EventKind, Execution, ExecutionEvent, ExecutionStatus, UTCDateTime, utcnow
-from core.store._rows import EVENTS, EXECUTIONS, S
+from agentq.core.db import autocommit_scope, session_scope
+from agentq.core.models import EventKind, Execution, ExecutionEvent, ExecutionStatus, UTCDateTime, utcnow
+from agentq.core.store._rows import EVENTS, EXECUTIONS, S
 
 QUEUED_SEQ = 1  # the seq of a new row's own event, ``queued``
 

@@ -15,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from core.db import autocommit_scope, session_scope
-from core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
-from core.models import ADMIN_OWNER, DEFAULT_PRIORITY, Execution, ExecutionStatus, utcnow
-from core.settings import settings
-from core.store._plans import Plan, run, run_on_loop
-from core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
-from core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
+from agentq.core.db import autocommit_scope, session_scope
+from agentq.core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
+from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, Execution, ExecutionStatus, utcnow
+from agentq.core.settings import settings
+from agentq.core.store._plans import Plan, run, run_on_loop
+from agentq.core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
+from agentq.core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
 
 
 def new_id() -> str:

@@ -6,8 +6,8 @@ Keys carry 256 bits of randomness, so a fast hash is enough (no password stretch
 import hashlib
 import secrets
 
-from core import store
-from core.models import ApiKey, utcnow
+from agentq.core import store
+from agentq.core.models import ApiKey, utcnow
 
 PREFIX = "aq_"
 

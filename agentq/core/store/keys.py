@@ -2,8 +2,8 @@
 
 from sqlalchemy import select
 
-from core.db import session_scope
-from core.models import ApiKey, utcnow
+from agentq.core.db import session_scope
+from agentq.core.models import ApiKey, utcnow
 
 
 def create_api_key(key: ApiKey) -> ApiKey:

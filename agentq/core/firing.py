@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
 
-from core import queue, store
-from core.db import deadlocked
-from core.models import Execution, Schedule, utcnow
-from core.schedules import fire_at, plan, spec
-from core.settings import settings
+from agentq.core import queue, store
+from agentq.core.db import deadlocked
+from agentq.core.models import Execution, Schedule, utcnow
+from agentq.core.schedules import fire_at, plan, spec
+from agentq.core.settings import settings
 
 log = logging.getLogger("agentq.schedules")
 

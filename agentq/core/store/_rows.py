@@ -9,7 +9,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.sql import Executable
 
-from core.models import Execution, ExecutionEvent, ExecutionStatus
+from agentq.core.models import Execution, ExecutionEvent, ExecutionStatus
 
 S = ExecutionStatus
 EXECUTIONS = cast(Table, Execution.__table__)

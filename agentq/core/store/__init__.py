@@ -13,12 +13,12 @@ multi-row INSERT per table, plus one SELECT when idempotency keys are given), cl
 (locking SELECT + UPDATE + event INSERT), finish (locking SELECT + one UPDATE, CASE on
 the id where rows differ + event INSERT).
 
-Callers use the package: ``from core import store; store.claim(...)``.
+Callers use the package: ``from agentq.core import store; store.claim(...)``.
 """
 
-from core.store.catalog import publish_catalog, read_catalog
-from core.store.events import NewEvent, read_events, record_events, status_event
-from core.store.executions import (
+from agentq.core.store.catalog import publish_catalog, read_catalog
+from agentq.core.store.events import NewEvent, read_events, record_events, status_event
+from agentq.core.store.executions import (
     NewExecution,
     Submitted,
     cancel_execution,
@@ -33,7 +33,7 @@ from core.store.executions import (
     list_executions,
     new_id,
 )
-from core.store.firing import (
+from agentq.core.store.firing import (
     Fired,
     Firing,
     due_summary,
@@ -42,10 +42,10 @@ from core.store.firing import (
     fire_set,
     upcoming,
 )
-from core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
-from core.store.lifecycle import Finish, claim, finish, heartbeat
-from core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
-from core.store.schedules import (
+from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
+from agentq.core.store.lifecycle import Finish, claim, finish, heartbeat
+from agentq.core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
+from agentq.core.store.schedules import (
     create_schedule,
     delete_schedule,
     get_schedule,

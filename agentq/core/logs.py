@@ -18,7 +18,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 from sqlalchemy.engine import make_url
 
-from core.settings import Settings, settings
+from agentq.core.settings import Settings, settings
 
 # Keys the text format appends, in this order, when a record carries them.
 FIELDS = ("execution_id", "plugin", "status", "duration_ms")
