@@ -4,7 +4,7 @@ Plugin authors import everything from here::
 
     from agentq import Context, PermanentError, Plugin, RetryLater, command, run_command
 
-The names live in ``workers.plugins.base`` and ``agentq.core.errors`` and are imported on first
+The names live in ``agentq.plugin`` and ``agentq.core.errors`` and are imported on first
 use (PEP 562), so ``import agentq`` (which every ``agentq`` command does) loads neither
 pydantic nor anything of the API or the workers.
 """
@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentq.core.errors import PermanentError, RetryLater
-    from workers.plugins.base import Context, Plugin, command, run_command
+    from agentq.plugin import Context, Plugin, command, run_command
 
 __all__ = ["Context", "PermanentError", "Plugin", "RetryLater", "command", "run_command"]
 
 _HOMES = {
-    "Context": "workers.plugins.base",
-    "Plugin": "workers.plugins.base",
-    "command": "workers.plugins.base",
-    "run_command": "workers.plugins.base",
+    "Context": "agentq.plugin",
+    "Plugin": "agentq.plugin",
+    "command": "agentq.plugin",
+    "run_command": "agentq.plugin",
     "RetryLater": "agentq.core.errors",
     "PermanentError": "agentq.core.errors",
 }

@@ -19,7 +19,7 @@ from typing import Any
 from agentq.core import store
 from agentq.core.models import EventKind, Execution
 from agentq.core.settings import settings
-from workers.plugins.base import Context, Interrupted
+from agentq.plugin import Context, Interrupted
 
 # Every progress update of an attempt goes to the event log up to this many; past it,
 # only the newest one per heartbeat.

@@ -23,8 +23,8 @@ from agentq.core import store
 from agentq.core.errors import AgentqError, PluginError, RetryLater
 from agentq.core.models import ExecutionStatus, utcnow
 from agentq.core.settings import settings
+from agentq.plugin import Interrupted
 from workers.attempt import Attempt, StopReason
-from workers.plugins.base import Interrupted
 
 S = ExecutionStatus
 log = logging.getLogger("agentq.runtime")

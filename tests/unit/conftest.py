@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from agentq.core.settings import settings
+from agentq.plugin import Context, Plugin
 from workers.plugins import outbound, outbound_pool
-from workers.plugins.base import Context, Plugin
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient

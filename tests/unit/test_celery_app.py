@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # What each package of the running system may import of the others: core is below
 # everything; the API and the worker never import each other; the tasks sit on top.
 MAY_IMPORT = {
+    "agentq": {"agentq.core"},  # the SDK, CLI and client: none of the processes' packages
     "agentq.core": set(),
     "api": {"agentq.core"},
     "workers": {"agentq.core", "agentq"},  # agentq: the plugin SDK, which built-in plugins use

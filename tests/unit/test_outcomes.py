@@ -9,9 +9,9 @@ from pydantic import BaseModel, ValidationError
 from agentq.core.errors import PluginError, RetryLater
 from agentq.core.models import ExecutionStatus as S
 from agentq.core.settings import settings
+from agentq.plugin import Interrupted
 from workers import outcomes
 from workers.attempt import Attempt, StopReason
-from workers.plugins.base import Interrupted
 
 
 def run(attempts: int = 1, max_retries: int = 0, timeout_s: float = 30) -> Attempt:

@@ -10,8 +10,8 @@ import pytest
 
 from agentq.core.errors import PermanentError, RetryLater
 from agentq.core.settings import settings
+from agentq.plugin import run_command
 from tests.unit.conftest import PUBLIC, Handler, run_side_by_side
-from workers.plugins.base import run_command
 from workers.plugins.llm import LlmPlugin
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]

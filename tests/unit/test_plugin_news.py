@@ -9,8 +9,8 @@ import pydantic
 import pytest
 
 from agentq.core.errors import PermanentError, RetryLater
+from agentq.plugin import run_command
 from tests.unit.conftest import PUBLIC, Handler, run_side_by_side
-from workers.plugins.base import run_command
 from workers.plugins.news import NewsPlugin
 
 RSS = b"""<?xml version="1.0" encoding="UTF-8"?>

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from agentq.core.errors import PluginNotFound, RetryLater, UnknownCommand
+from agentq.plugin import Context, Plugin, command, run_command
 from workers.plugins import registry as registry_module
-from workers.plugins.base import Context, Plugin, command, run_command
 from workers.plugins.echo import EchoPlugin
 from workers.plugins.registry import DuplicatePlugin, Registry, load_registry
 from workers.plugins.simulate import SimulatePlugin

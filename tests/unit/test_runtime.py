@@ -16,11 +16,11 @@ from agentq.core.metrics_layout import NO_PLUGIN
 from agentq.core.models import EventKind
 from agentq.core.models import ExecutionStatus as S
 from agentq.core.settings import settings
+from agentq.plugin import Context, Interrupted
 from workers import attempt as attempt_module
 from workers import heartbeat, metrics, outcomes, stalls
 from workers.attempt import Attempt, StopReason
 from workers.outcomes import backoff_s
-from workers.plugins.base import Context, Interrupted
 
 
 def make_attempt() -> Attempt:

@@ -9,7 +9,7 @@ import pytest
 
 import agentq
 import agentq.core.errors
-import workers.plugins.base
+import agentq.plugin
 from workers.plugins.registry import load_registry
 
 PUBLIC = ["Context", "PermanentError", "Plugin", "RetryLater", "command", "run_command"]
@@ -56,10 +56,10 @@ def test_public_names_are_the_ones_the_worker_uses() -> None:
     # The runtime recognises the errors and the context by class: they must be the same objects.
     assert agentq.RetryLater is agentq.core.errors.RetryLater
     assert agentq.PermanentError is agentq.core.errors.PermanentError
-    assert agentq.Plugin is workers.plugins.base.Plugin
-    assert agentq.Context is workers.plugins.base.Context
-    assert agentq.command is workers.plugins.base.command
-    assert agentq.run_command is workers.plugins.base.run_command
+    assert agentq.Plugin is agentq.plugin.Plugin
+    assert agentq.Context is agentq.plugin.Context
+    assert agentq.command is agentq.plugin.command
+    assert agentq.run_command is agentq.plugin.run_command
 
 
 def test_unknown_names_raise_attribute_error() -> None:

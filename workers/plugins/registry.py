@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 from agentq.core.errors import PluginNotFound, UnknownCommand
 from agentq.core.models import PluginCommand, utcnow
-from workers.plugins.base import Command, Plugin
+from agentq.plugin import Command, Plugin
 
 ENTRY_POINT_GROUP = "agentq.plugins"
 BUILTIN = (

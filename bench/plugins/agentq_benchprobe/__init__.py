@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workers.plugins.base import Context, Plugin, command
+from agentq.plugin import Context, Plugin, command
 
 
 class LagParams(BaseModel):
