@@ -84,6 +84,8 @@ def execution(row: Execution) -> None:
     grid.add_row("plugin", f"{row.plugin} / {row.command}")
     grid.add_row("status", status_text(row.status))
     grid.add_row("attempts", f"{row.attempts} of {row.max_retries + 1}")
+    if row.retry_of:
+        grid.add_row("retry of", row.retry_of)
     if row.progress is not None:
         grid.add_row("progress", _progress(row))
     if row.worker:
@@ -126,6 +128,24 @@ def executions(rows: Sequence[Execution], next_cursor: str | None) -> None:
     )
     if next_cursor:
         err.print(f"[dim]more: --cursor {next_cursor}[/dim]")
+
+
+def retries(rows: Sequence[Execution]) -> None:
+    """New executions that run others again, each beside its original."""
+    columns = (
+        Column("ID", keep=True),
+        Column("RETRY OF", keep=True),
+        Column("PLUGIN/COMMAND"),
+        Column("STATUS", keep=True),
+    )
+    render(
+        out,
+        columns,
+        (
+            (row.id, row.retry_of or "—", f"{row.plugin}/{row.command}", status_text(row.status))
+            for row in rows
+        ),
+    )
 
 
 # -- plugins, schedules, keys ------------------------------------------------------

@@ -193,10 +193,11 @@ def follow(client: "Client", execution: "Execution", as_json: bool, *, wait: boo
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``agentq`` app."""
-    from agentq.commands import executions, keys, schedules
+    from agentq.commands import executions, keys, redrive, schedules
 
-    for fn in (executions.submit, executions.get, executions.watch, executions.cancel, executions.plugins):
+    for fn in (executions.submit, executions.get, executions.watch, executions.cancel, redrive.retry):
         app.command(cls=Command)(fn)
+    app.command(cls=Command)(executions.plugins)
     app.command("list", cls=Command)(executions.list_)
     app.add_typer(schedules.app, name="schedules")
     app.add_typer(keys.app, name="keys")

@@ -2,11 +2,11 @@
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentq.core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
 from agentq.core.settings import MAX_TIMEOUT_S, settings
@@ -65,6 +65,40 @@ class ExecutionCreate(BaseModel):
     )
 
 
+RetryableStatus = Literal["failed", "timed_out", "cancelled"]
+RETRYABLE: list[RetryableStatus] = ["failed", "timed_out", "cancelled"]
+
+
+class ExecutionRetryFilter(BaseModel):
+    """Which of the key's executions a bulk retry runs again: the oldest `limit` that match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[RetryableStatus] = Field(
+        default_factory=lambda: list(RETRYABLE), min_length=1, description="One status or a list."
+    )
+    plugin: Name | None = None
+    created_after: datetime | None = Field(None, description="Created at or after (UTC if no offset).")
+    created_before: datetime | None = Field(None, description="Created before (UTC if no offset).")
+    limit: int = Field(100, ge=1, le=MAX_BATCH)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _window(self) -> "ExecutionRetryFilter":
+        after, before = self.created_after, self.created_before
+        if after is not None and before is not None and _utc(after) >= _utc(before):
+            raise ValueError("created_before must be later than created_after")
+        return self
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class ExecutionBatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +140,7 @@ class ExecutionPublic(BaseModel):
     schedule_id: str | None
     slot_at: datetime | None
     idempotency_key: str | None
+    retry_of: str | None = Field(description="The execution this one runs again (a retry).")
     worker: str | None
     created_at: datetime
     started_at: datetime | None

@@ -1,5 +1,8 @@
 """Submitting executions: validate against the catalog, insert, then publish.
 
+Retries (re-drives) copy their original's request, checked when it was submitted, and
+are written and published the same way.
+
 The rows are committed before any message is sent, so a worker never races the INSERT.
 When the broker is down the submission is still accepted: the rows are the outbox. They
 are marked due at once, and the reaper publishes them as soon as the broker is back.
@@ -69,6 +72,22 @@ def prepare(
             )
         )
     return specs
+
+
+def resubmit(execution_id: str, owner: str, *, idempotency_key: str | None = None) -> store.Submitted:
+    """Run a failed, timed-out or cancelled execution again as a new one (its request copied)."""
+    submitted = store.retry_execution(execution_id, owner, idempotency_key=idempotency_key)
+    publish([submitted])
+    return submitted
+
+
+def resubmit_many(
+    selection: store.RetryFilter, owner: str, *, idempotency_key: str | None = None
+) -> list[store.Submitted]:
+    """Run the executions ``selection`` picks again, in one transaction."""
+    submitted = store.retry_executions(selection, owner, idempotency_key=idempotency_key)
+    publish(submitted)
+    return submitted
 
 
 def publish(submitted: Sequence[store.Submitted]) -> None:

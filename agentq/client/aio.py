@@ -2,7 +2,8 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from agentq.client.common import (
     _config,
     _connection_error,
     _drop_none,
+    _key_header,
+    _retry_filter,
     _submission,
 )
 from agentq.client.errors import UnavailableError, error_from_response
@@ -140,6 +143,27 @@ class AsyncClient:
     async def cancel(self, execution_id: str) -> Execution:
         response = await self._request("POST", f"/v1/executions/{execution_id}/cancel")
         return Execution.model_validate(response.json())
+
+    async def retry(self, execution_id: str, *, idempotency_key: str | None = None) -> Execution:
+        headers = _key_header(idempotency_key)
+        response = await self._request("POST", f"/v1/executions/{execution_id}/retry", headers=headers)
+        return Execution.model_validate(response.json())
+
+    async def retry_many(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        plugin: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Execution]:
+        body = _retry_filter(status, plugin, created_after, created_before, limit)
+        response = await self._request(
+            "POST", "/v1/executions/retry", json=body, headers=_key_header(idempotency_key)
+        )
+        return ExecutionPage.model_validate(response.json()).executions
 
     async def events(
         self,

@@ -1,7 +1,8 @@
 """What the sync and async clients share: defaults, request bodies, checking answers."""
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -58,6 +59,28 @@ def _batch(items: Iterable[Submission | Mapping[str, Any]]) -> dict[str, Any]:
         for item in items
     ]
     return {"executions": executions}
+
+
+def _retry_filter(
+    status: str | Sequence[str] | None,
+    plugin: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "status": [status] if isinstance(status, str) else None if status is None else list(status),
+            "plugin": plugin,
+            "created_after": created_after.isoformat() if created_after else None,
+            "created_before": created_before.isoformat() if created_before else None,
+            "limit": limit,
+        }
+    )
+
+
+def _key_header(idempotency_key: str | None) -> dict[str, str] | None:
+    return {"Idempotency-Key": idempotency_key} if idempotency_key else None
 
 
 def _check(response: httpx.Response) -> httpx.Response:

@@ -39,6 +39,7 @@ class Execution(_Model):
     schedule_id: str | None = None
     slot_at: datetime | None = None
     idempotency_key: str | None = None
+    retry_of: str | None = None  # the execution this one runs again
     worker: str | None = None
     created_at: datetime
     started_at: datetime | None = None

@@ -1,7 +1,8 @@
 """``Client``: the agentq API over HTTP."""
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ from agentq.client.common import (
     _config,
     _connection_error,
     _drop_none,
+    _key_header,
+    _retry_filter,
     _submission,
 )
 from agentq.client.errors import UnavailableError, error_from_response
@@ -144,6 +147,31 @@ class Client:
         """Cancel a queued or running execution."""
         response = self._request("POST", f"/v1/executions/{execution_id}/cancel")
         return Execution.model_validate(response.json())
+
+    def retry(self, execution_id: str, *, idempotency_key: str | None = None) -> Execution:
+        """Run a failed, timed-out or cancelled execution again as a new one (``retry_of`` its id)."""
+        headers = _key_header(idempotency_key)
+        response = self._request("POST", f"/v1/executions/{execution_id}/retry", headers=headers)
+        return Execution.model_validate(response.json())
+
+    def retry_many(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        plugin: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Execution]:
+        """Run the key's failed, timed-out or cancelled executions that match again, oldest
+        first (at most ``limit``, default 100, up to 1,000); ``status`` is one or several of
+        failed, timed_out, cancelled (default all three). Answers the new executions."""
+        body = _retry_filter(status, plugin, created_after, created_before, limit)
+        response = self._request(
+            "POST", "/v1/executions/retry", json=body, headers=_key_header(idempotency_key)
+        )
+        return ExecutionPage.model_validate(response.json()).executions
 
     def events(
         self,

@@ -8,7 +8,8 @@ AgentqError
  ├── Conflict
  │    ├── IdempotencyConflict
  │    ├── NameTaken
- │    └── NotCancellable
+ │    ├── NotCancellable
+ │    └── NotRetryable         (re-driving an execution that has not failed)
  ├── Unauthorized              (no key, or an unknown or revoked one)
  ├── Forbidden                 (a key that may not do this)
  ├── PayloadTooLarge
@@ -71,6 +72,10 @@ class NameTaken(Conflict):
 
 
 class NotCancellable(Conflict):
+    pass
+
+
+class NotRetryable(Conflict):
     pass
 
 

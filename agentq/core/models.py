@@ -112,6 +112,7 @@ class Execution(Base):
     schedule_id: Mapped[ulid | None]
     slot_at: Mapped[datetime | None]  # the schedule slot this execution fires for
     idempotency_key: Mapped[str255 | None]
+    retry_of: Mapped[ulid | None]  # the execution this one runs again (re-drive)
     worker: Mapped[str255 | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -127,6 +128,7 @@ class Execution(Base):
         Index("ix_executions_owner_status_id", "owner", "status", "id"),
         Index("ix_executions_owner_plugin_id", "owner", "plugin", "id"),
         Index("ix_executions_schedule_id_id", "schedule_id", "id"),
+        Index("ix_executions_retry_of", "retry_of"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
         UniqueConstraint("owner", "idempotency_key", name="uq_executions_owner_idempotency_key"),
         # Exactly one execution per schedule slot, however many beats try.

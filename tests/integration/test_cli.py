@@ -4,9 +4,14 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import ADMIN_KEY, Stack
+import httpx
+
+from tests.integration.conftest import ADMIN_KEY, Stack, bearer
 from tests.integration.processes import ROOT, free_port
 
 
@@ -227,3 +232,54 @@ def test_cli_without_a_key_says_to_set_it(stack: Stack) -> None:
     assert result.returncode == 5
     assert "401" in result.stderr
     assert "set AGENTQ_API_KEY" in result.stderr
+
+
+def test_cli_retry_by_id_and_by_filter(stack: Stack, tmp_path: Path) -> None:
+    made = stack.client.post("/v1/keys", json={"name": f"cli-retry-{time.time_ns()}"}).json()
+    key = made["key"]
+    tenant = httpx.Client(base_url=stack.url, headers=bearer(key), timeout=90)
+    (tmp_path / "outage").touch()
+    flaky = {
+        "plugin": "flaky",
+        "command": "hit",
+        "params": {"path": str(tmp_path / "runs"), "fail_while": str(tmp_path / "outage")},
+    }
+    first, second = (tenant.post("/v1/executions", json=flaky).json() for _ in range(2))
+    echoed = tenant.post("/v1/executions", json={"plugin": "echo", "command": "echo"}).json()
+    for execution in (first, second, echoed):
+        tenant.get(f"/v1/executions/{execution['id']}", params={"wait": 30})
+    tenant.close()
+    until = (datetime.fromisoformat(second["created_at"]) + timedelta(microseconds=1)).isoformat()
+
+    by_id = agentq(stack, "retry", first["id"], "--json", key=key)
+    table = agentq(stack, "retry", first["id"], key=key)
+    succeeded = agentq(stack, "retry", echoed["id"], key=key)
+    by_filter = agentq(
+        stack,
+        "retry",
+        "--status",
+        "failed",
+        "--plugin",
+        "flaky",
+        "--since",
+        "1h",
+        "--until",
+        until,
+        "--json",
+        key=key,
+    )
+    nothing = agentq(stack, "retry", "--plugin", "counter", "--since", "1h", key=key)
+
+    assert by_id.returncode == 0, by_id.stderr
+    assert json_out(by_id)["retry_of"] == first["id"]
+    assert table.returncode == 0, table.stderr
+    assert "RETRY OF" in table.stdout
+    assert first["id"] in table.stdout
+    assert succeeded.returncode == 5
+    assert "409" in succeeded.stderr
+    assert "is succeeded" in succeeded.stderr
+    assert by_filter.returncode == 0, by_filter.stderr
+    retried = [json.loads(line) for line in by_filter.stdout.splitlines()]
+    assert [r["retry_of"] for r in retried] == [first["id"], second["id"]]
+    assert nothing.returncode == 0
+    assert "nothing to retry" in nothing.stderr

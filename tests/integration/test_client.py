@@ -1,6 +1,7 @@
 """``agentq.client`` against the real API and worker, sync and async."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -129,3 +130,26 @@ def test_async_clients_follow_one_run_together(stack: Stack) -> None:
 
     assert all(s == seen[0] for s in seen)
     assert seen[0] == list(range(1, 12))
+
+
+def test_client_retry_and_retry_many_sync_and_async(stack: Stack) -> None:
+    with Client(stack.url, ADMIN_KEY) as admin:
+        key = admin.create_key(f"client-retry-{time.time_ns()}").key
+    with Client(stack.url, key) as agentq:
+        failed = agentq.wait(agentq.submit("simulate", "run", {"fail_times": 1}, max_retries=0).id)
+        again = agentq.retry(failed.id, idempotency_key="once")
+        replayed = agentq.retry(failed.id, idempotency_key="once")
+        with pytest.raises(ConflictError, match="is succeeded"):
+            agentq.retry(agentq.wait(agentq.submit("echo", "echo").id).id)
+        many = agentq.retry_many(status="failed", plugin="simulate", created_before=again.created_at)
+
+    async def redrive() -> list[str]:
+        async with AsyncClient(stack.url, key) as agentq:
+            one = await agentq.retry(failed.id)
+            bulk = await agentq.retry_many(status=["failed"], created_before=again.created_at, limit=5)
+            return [one.retry_of or "", *(e.retry_of or "" for e in bulk)]
+
+    assert (failed.status, again.retry_of, replayed.id) == ("failed", failed.id, again.id)
+    assert again.status == "queued"
+    assert [e.retry_of for e in many] == [failed.id]
+    assert asyncio.run(redrive()) == [failed.id, failed.id]

@@ -1,6 +1,7 @@
 """Every SQL statement of agentq, by aggregate. Each function is one transaction.
 
 - ``executions``: submit, read, list, cancel (what clients do);
+- ``redrive``: failed, timed-out or cancelled executions run again, through submit's plan;
 - ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
 - ``schedules``, ``catalog``, ``keys``: the other tables;
@@ -45,6 +46,14 @@ from agentq.core.store.firing import (
 from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
 from agentq.core.store.lifecycle import Finish, claim, finish, heartbeat
 from agentq.core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
+from agentq.core.store.redrive import (
+    MAX_BULK_KEY,
+    MAX_RETRY_BATCH,
+    RETRYABLE,
+    RetryFilter,
+    retry_execution,
+    retry_executions,
+)
 from agentq.core.store.schedules import (
     create_schedule,
     delete_schedule,
@@ -54,11 +63,15 @@ from agentq.core.store.schedules import (
 )
 
 __all__ = [
+    "MAX_BULK_KEY",
+    "MAX_RETRY_BATCH",
+    "RETRYABLE",
     "Finish",
     "Fired",
     "Firing",
     "NewEvent",
     "NewExecution",
+    "RetryFilter",
     "Submitted",
     "cancel_execution",
     "claim",
@@ -94,6 +107,8 @@ __all__ = [
     "read_catalog",
     "read_events",
     "record_events",
+    "retry_execution",
+    "retry_executions",
     "revoke_api_key",
     "status_event",
     "upcoming",

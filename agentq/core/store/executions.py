@@ -42,6 +42,7 @@ class NewExecution:
     schedule_id: str | None = None
     slot_at: datetime | None = None
     owner: str = ADMIN_OWNER
+    retry_of: str | None = None  # the execution this one runs again
 
     @classmethod
     def with_defaults(
@@ -83,7 +84,13 @@ class Submitted:
 
 
 def _same_request(row: Execution, spec: NewExecution) -> bool:
-    return (row.plugin, row.command, row.params) == (spec.plugin, spec.command, spec.params)
+    # A key that re-drove one execution is not the key of another's re-drive.
+    return (row.plugin, row.command, row.params, row.retry_of) == (
+        spec.plugin,
+        spec.command,
+        spec.params,
+        spec.retry_of,
+    )
 
 
 def create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
@@ -175,6 +182,7 @@ def new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[
         "schedule_id": spec.schedule_id,
         "slot_at": spec.slot_at,
         "idempotency_key": spec.idempotency_key,
+        "retry_of": spec.retry_of,
         "created_at": now,
         "lease_expires_at": publish_by,
         "last_event_seq": QUEUED_SEQ,
