@@ -14,7 +14,7 @@ from typing import Any
 from celery.signals import setup_logging, task_postrun, worker_ready, worker_shutdown, worker_shutting_down
 
 from agentq.core import heap, logs, store
-from agentq.core.queue import app
+from agentq.core.queue import RUN_EXECUTION, app
 from agentq.core.settings import settings
 from workers import metrics
 from workers.process import drain, registry, runtime, shutdown
@@ -54,9 +54,11 @@ _memory_exceeded = False
 
 
 @task_postrun.connect
-def after_task(**_: Any) -> None:
+def after_task(sender: Any = None, **_: Any) -> None:
     global _memory_exceeded
     heap.trim_if_due()
+    if getattr(sender, "name", None) != RUN_EXECUTION:
+        return  # what a worker holds grows with the plugins it runs, not with a reaper pass
     # Celery's worker_max_memory_per_child only applies to the prefork pool; with threads the
     # process itself must go: a warm shutdown (running executions finish or are handed back),
     # then the supervisor (compose `restart:`, systemd `Restart=always`) starts a fresh one.

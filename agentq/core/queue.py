@@ -51,9 +51,15 @@ def broker_priority(priority: int) -> int:
 # Beat's static entries; beat_schedule.py's scheduler adds the schedules in the database.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Publish again what was never published, lost its retry, or lost its worker.
-    "reap-expired-leases": {"task": REAP_EXECUTIONS, "schedule": settings.reaper_interval_s},
+    # A pass not taken before the next is sent is dropped: a worker back after a while runs
+    # one pass, not every one beat sent meanwhile.
+    "reap-expired-leases": {
+        "task": REAP_EXECUTIONS,
+        "schedule": settings.reaper_interval_s,
+        "options": {"expires": settings.reaper_interval_s},
+    },
     # Delete executions older than AGENTQ_RETENTION_DAYS, in small batches.
-    "purge-old-executions": {"task": PURGE_EXECUTIONS, "schedule": 3600.0},
+    "purge-old-executions": {"task": PURGE_EXECUTIONS, "schedule": 3600.0, "options": {"expires": 3600.0}},
     # A harmless example agent: echo a heartbeat every 10 minutes.
     "example-heartbeat-agent": {
         "task": SUBMIT_EXECUTION,

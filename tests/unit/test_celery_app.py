@@ -44,6 +44,8 @@ def test_the_worker_and_beat_settings_are_the_apps_own() -> None:
         queue.SUBMIT_EXECUTION,
     }
     assert conf.include == queue.TASK_MODULES
+    # A maintenance pass beat sent while no worker ran is dropped, not run late.
+    assert conf.beat_schedule["reap-expired-leases"]["options"]["expires"] == settings.reaper_interval_s
 
 
 def test_the_worker_app_registers_its_tasks_through_include_only() -> None:
