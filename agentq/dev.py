@@ -20,6 +20,7 @@ from types import FrameType
 
 import httpx
 import redis
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from agentq.core.settings import Settings
@@ -90,6 +91,7 @@ class DevStack:
         # An explicitly configured broker is used as it is; otherwise Redis is embedded.
         self.broker_url = configured("AGENTQ_BROKER_URL") or ""
         self.admin_api_key = settings.admin_api_key
+        self.webhook_secret_key = settings.webhook_secret_key
         self.flower_auth = configured("FLOWER_BASIC_AUTH") or ""
         self.shutdown_grace_s = (
             settings.shutdown_grace_s if configured("AGENTQ_SHUTDOWN_GRACE_S") else DEV_SHUTDOWN_GRACE_S
@@ -127,9 +129,11 @@ class DevStack:
     def start(self) -> None:
         self._lock_data_dir()
         if not self.admin_api_key:
-            self.admin_api_key = self._dev_admin_key()
+            self.admin_api_key = self._dev_secret("admin-api-key", f"aq_{secrets.token_urlsafe(32)}")
         if not self.flower_auth:
-            self.flower_auth = self._dev_flower_auth()
+            self.flower_auth = self._dev_secret("flower-basic-auth", f"admin:{secrets.token_urlsafe(16)}")
+        if not self.webhook_secret_key:
+            self.webhook_secret_key = self._dev_secret("webhook-secret-key", Fernet.generate_key().decode())
         if not self.broker_url:
             self._start_redis()
         else:
@@ -169,6 +173,7 @@ class DevStack:
             AGENTQ_API_PORT=str(self.settings.api_port),
             AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
             AGENTQ_ADMIN_API_KEY=self.admin_api_key,
+            AGENTQ_WEBHOOK_SECRET_KEY=self.webhook_secret_key,
             FLOWER_BASIC_AUTH=self.flower_auth,
             AGENTQ_SHUTDOWN_GRACE_S=f"{self.shutdown_grace_s:g}",
             # Children write into pipes; unbuffered, their lines show up as they happen.
@@ -236,23 +241,15 @@ class DevStack:
         except BlockingIOError:
             raise DevError(f"another agentq dev is running on {self.data_dir}") from None
 
-    def _dev_flower_auth(self) -> str:
-        """Flower's ``user:password`` for this data directory, made on first use and kept."""
-        path = self.data_dir / "flower-basic-auth"
+    def _dev_secret(self, name: str, new: str) -> str:
+        """A secret of this data directory, made on first use and kept, like the database:
+        the admin key, Flower's ``user:password``, the webhook secrets' key. Owner-only:
+        the file is a credential."""
+        path = self.data_dir / name
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as file:
-                file.write(f"admin:{secrets.token_urlsafe(16)}\n")
-        return path.read_text().strip()
-
-    def _dev_admin_key(self) -> str:
-        """The admin key of this data directory, made on first use and kept, like the database."""
-        path = self.data_dir / "admin-api-key"
-        if not path.exists():
-            # Owner-only: the file is a credential.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as file:
-                file.write(f"aq_{secrets.token_urlsafe(32)}\n")
+                file.write(f"{new}\n")
         return path.read_text().strip()
 
     def _start_redis(self) -> None:

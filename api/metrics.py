@@ -33,6 +33,8 @@ from agentq.core.metrics_layout import (
     OVERFLOW_FIELD,
     PLUGINS_KEY,
     SUM_FIELD,
+    WEBHOOK_LATENCY_KEY,
+    WEBHOOK_OUTCOMES_KEY,
     duration_key,
     plugin_and_status,
 )
@@ -93,7 +95,7 @@ class StateCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        for source in (self._executions, self._queues, self._workers):
+        for source in (self._executions, self._queues, self._workers, self._webhooks):
             try:
                 yield from source()
             except Exception as exc:
@@ -175,6 +177,33 @@ class StateCollector(Collector):
         for field, value in sorted(blocked.items()):
             stalls.add_metric([field.decode()], float(value))
         yield stalls
+
+    def _webhooks(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "agentq_webhook_deliveries_pending", "Webhook deliveries waiting to be sent or retried."
+        )
+        pending.add_metric([], store.deliveries.count_pending())
+        yield pending
+        if not settings.redis_url:
+            return
+        pipe = _redis(settings.redis_url).pipeline(transaction=False)
+        pipe.hgetall(WEBHOOK_OUTCOMES_KEY)
+        pipe.hgetall(WEBHOOK_LATENCY_KEY)
+        outcomes, latency = pipe.execute()
+        counter = CounterMetricFamily(
+            "agentq_webhook_deliveries",
+            "Webhook attempts by outcome: delivered (2xx), retrying, failed (for good).",
+            labels=["outcome"],
+        )
+        for outcome in ("delivered", "retrying", "failed"):
+            counter.add_metric([outcome], int(outcomes.get(outcome.encode(), 0)))
+        yield counter
+        histogram = HistogramMetricFamily(
+            "agentq_webhook_latency_seconds", "From an execution's status change to its webhook's 2xx."
+        )
+        buckets, _count, total = histogram_buckets({k.decode(): v.decode() for k, v in latency.items()})
+        histogram.add_metric([], buckets, total)
+        yield histogram
 
 
 def histogram_buckets(fields: dict[str, str]) -> tuple[list[tuple[str, float]], int, float]:

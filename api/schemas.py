@@ -6,10 +6,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agentq.core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
+from agentq.core.public import ExecutionPublic as ExecutionPublic
+from agentq.core.public import event_names
 from agentq.core.settings import MAX_TIMEOUT_S, settings
+from api.webhook_schemas import WebhookEvents, WebhookFields, WebhookUrl
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
@@ -51,7 +63,7 @@ def _bounded(params: dict[str, Any]) -> dict[str, Any]:
 Params = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
-class ExecutionCreate(BaseModel):
+class ExecutionCreate(WebhookFields):
     model_config = ConfigDict(extra="forbid")
 
     plugin: Name = Field(examples=["echo"])
@@ -120,31 +132,6 @@ class ErrorInfo(BaseModel):
 class Progress(BaseModel):
     percent: float
     message: str = ""
-
-
-class ExecutionPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    plugin: str
-    command: str
-    params: dict[str, Any]
-    status: ExecutionStatus
-    result: Any
-    error: dict[str, Any] | None
-    progress: dict[str, Any] | None
-    attempts: int
-    max_retries: int
-    priority: int
-    timeout_s: float
-    schedule_id: str | None
-    slot_at: datetime | None
-    idempotency_key: str | None
-    retry_of: str | None = Field(description="The execution this one runs again (a retry).")
-    worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
 
 
 class ExecutionEventPublic(BaseModel):
@@ -216,7 +203,7 @@ JITTER_DOC = (
 )
 
 
-class ScheduleFields(BaseModel):
+class ScheduleFields(WebhookFields):
     model_config = ConfigDict(extra="forbid")
 
     cron: str | None = Field(None, max_length=128, examples=["*/15 * * * *"], description="5-field cron.")
@@ -262,6 +249,8 @@ class ScheduleUpdate(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
     jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S)
+    webhook: WebhookUrl | None = None
+    webhook_events: WebhookEvents | None = None
 
 
 class SchedulePublic(BaseModel):
@@ -282,6 +271,8 @@ class SchedulePublic(BaseModel):
     timeout_s: float | None
     max_retries: int | None
     jitter_s: float | None
+    webhook: str | None = Field(None, validation_alias=AliasChoices("webhook_url", "webhook"))
+    webhook_events: Annotated[list[str], BeforeValidator(event_names)] = Field(default_factory=list)
     next_run_at: datetime | None
     last_run_at: datetime | None
     created_at: datetime

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
-from agentq.core import queue, store
+from agentq.core import queue, store, webhook_secrets
 from agentq.core.db import has_async_engine, out_of_reach
 from agentq.core.errors import IdempotencyConflict, InvalidRequest
 from agentq.core.grouping import GroupingThread
+from agentq.core.public import event_flags
 from agentq.core.settings import settings
 from api import metrics
 from api.catalog import catalog
@@ -50,6 +51,8 @@ def prepare(
 ) -> list[store.NewExecution]:
     """The rows to insert; raises the first item's problem that the catalog finds."""
     specs = []
+    if any(item.webhook for item in items):
+        webhook_secrets.check_configured()
     for index, item in enumerate(items):
         at: tuple[str | int, ...] = ("body", "executions", index) if batch else ("body",)
         try:
@@ -69,6 +72,8 @@ def prepare(
                 max_retries=item.max_retries,
                 idempotency_key=idempotency_key or item.idempotency_key,
                 owner=owner,
+                webhook_url=item.webhook,
+                webhook_events=event_flags(item.webhook_events),
             )
         )
     return specs

@@ -11,7 +11,14 @@ import os
 import signal
 from typing import Any
 
-from celery.signals import setup_logging, task_postrun, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    celeryd_after_setup,
+    setup_logging,
+    task_postrun,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from agentq.core import heap, logs, store
 from agentq.core.queue import RUN_EXECUTION, app
@@ -22,6 +29,13 @@ from workers.process import drain, registry, runtime, shutdown
 log = logging.getLogger("agentq.worker")
 registry()  # load plugins at start, not at first use (one that cannot be imported is left out)
 heap.fix_mmap_threshold()  # before the pool's threads allocate
+
+
+@celeryd_after_setup.connect
+def consume_webhooks(instance: Any, **_: Any) -> None:
+    """Every worker sends webhooks too, whatever queues it was given: a delivery's task
+    only claims it, and its request goes out on the worker's webhook loop."""
+    instance.app.amqp.queues.select_add(settings.webhook_queue)
 
 
 @worker_ready.connect

@@ -69,6 +69,11 @@ def _client() -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
 
+def client() -> redis.Redis | None:
+    """This process's connection to the metrics in Redis; None where there is no Redis."""
+    return _client() if settings.redis_url else None
+
+
 def record(attempts: Sequence[Finished], client: redis.Redis | None = None) -> None:
     """Add attempts to the counters in Redis; never fails the caller."""
     if not attempts:

@@ -41,6 +41,9 @@ from agentq.client.models import (
     ApiKey,
     ApiKeyCreated,
     CommandInfo,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryPage,
     ErrorInfo,
     Event,
     Execution,
@@ -50,6 +53,9 @@ from agentq.client.models import (
     Schedule,
     SchedulePage,
     Submission,
+    Webhook,
+    WebhookCreated,
+    WebhookPage,
 )
 from agentq.client.sse import ServerSentEvent, SSEDecoder, parse_event
 from agentq.client.sync import Client
@@ -69,6 +75,9 @@ __all__ = [
     "Client",
     "CommandInfo",
     "ConflictError",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryPage",
     "ErrorInfo",
     "Event",
     "Execution",
@@ -84,6 +93,9 @@ __all__ = [
     "Submission",
     "UnavailableError",
     "ValidationError",
+    "Webhook",
+    "WebhookCreated",
+    "WebhookPage",
     "error_from_response",
     "parse_event",
 ]

@@ -38,6 +38,8 @@ def _submission(
     priority: int | None,
     timeout_s: float | None,
     max_retries: int | None,
+    webhook: str | None = None,
+    webhook_events: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     return _drop_none(
         {
@@ -47,8 +49,14 @@ def _submission(
             "priority": priority,
             "timeout_s": timeout_s,
             "max_retries": max_retries,
+            "webhook": webhook,
+            "webhook_events": list(webhook_events) if webhook_events else None,
         }
     )
+
+
+def _webhook(url: str, events: Sequence[str] | None, description: str) -> dict[str, Any]:
+    return _drop_none({"url": url, "events": list(events) if events else None, "description": description})
 
 
 def _batch(items: Iterable[Submission | Mapping[str, Any]]) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class Execution(_Model):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    webhook: str | None = None
+    webhook_events: list[str] = Field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -139,3 +141,56 @@ class Submission(_Model):
     timeout_s: float | None = None
     max_retries: int | None = None
     idempotency_key: str | None = None
+    webhook: str | None = None
+    webhook_events: list[str] | None = None
+
+
+class Webhook(_Model):
+    """A subscription: every execution of the key sends the ``events`` it names to ``url``."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str = ""
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str  # whsec_…, shown this once
+
+
+class WebhookPage(_Model):
+    webhooks: list[Webhook]
+    next_cursor: str | None = None
+
+
+class DeliveryAttempt(_Model):
+    attempt: int
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float = 0
+    response: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class Delivery(_Model):
+    id: str
+    webhook_id: str
+    event: str
+    execution_id: str
+    endpoint_id: str | None = None
+    status: str
+    attempts: list[DeliveryAttempt] = Field(default_factory=list)
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+class DeliveryPage(_Model):
+    deliveries: list[Delivery]
+    next_cursor: str | None = None

@@ -18,11 +18,13 @@ from agentq.client.common import (
     _key_header,
     _retry_filter,
     _submission,
+    _webhook,
 )
 from agentq.client.errors import UnavailableError, error_from_response
 from agentq.client.models import (
     ApiKey,
     ApiKeyCreated,
+    DeliveryPage,
     Event,
     Execution,
     ExecutionPage,
@@ -30,6 +32,9 @@ from agentq.client.models import (
     Schedule,
     SchedulePage,
     Submission,
+    Webhook,
+    WebhookCreated,
+    WebhookPage,
 )
 from agentq.client.sse import SSEDecoder, _Resume, _StreamEnded, parse_event
 
@@ -93,9 +98,11 @@ class Client:
         timeout_s: float | None = None,
         max_retries: int | None = None,
         idempotency_key: str | None = None,
+        webhook: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> Execution:
         """Queue an execution; the same ``idempotency_key`` again returns the first one."""
-        body = _submission(plugin, command, params, priority, timeout_s, max_retries)
+        body = _submission(plugin, command, params, priority, timeout_s, max_retries, webhook, webhook_events)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         response = self._request("POST", "/v1/executions", json=body, headers=headers)
         return Execution.model_validate(response.json())
@@ -263,3 +270,58 @@ class Client:
 
     def revoke_key(self, key_id: str) -> None:
         self._request("DELETE", f"/v1/keys/{key_id}")
+
+    # -- webhooks
+
+    def create_webhook(
+        self, url: str, events: Sequence[str] | None = None, *, description: str = ""
+    ) -> WebhookCreated:
+        """Subscribe ``url`` to ``events`` (default: all) of this key's executions; the
+        answer's ``secret`` is shown this once."""
+        response = self._request("POST", "/v1/webhooks", json=_webhook(url, events, description))
+        return WebhookCreated.model_validate(response.json())
+
+    def list_webhooks(self, *, limit: int = 50, cursor: str | None = None) -> WebhookPage:
+        response = self._request("GET", "/v1/webhooks", params={"limit": limit, "cursor": cursor})
+        return WebhookPage.model_validate(response.json())
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.model_validate((self._request("GET", f"/v1/webhooks/{webhook_id}")).json())
+
+    def update_webhook(self, webhook_id: str, **changes: Any) -> Webhook:
+        """Change only the fields given: ``url``, ``events``, ``description``, ``enabled``."""
+        response = self._request("PATCH", f"/v1/webhooks/{webhook_id}", json=changes)
+        return Webhook.model_validate(response.json())
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._request("DELETE", f"/v1/webhooks/{webhook_id}")
+
+    def rotate_webhook_secret(self, webhook_id: str) -> str:
+        """A new secret; the old one signs too for 24 h."""
+        response = self._request("POST", f"/v1/webhooks/{webhook_id}/rotate-secret")
+        return str(response.json()["key"])
+
+    def default_webhook_secret(self) -> str:
+        """The secret that signs this key's per-execution ``webhook`` deliveries."""
+        return str((self._request("GET", "/v1/webhooks/default/secret")).json()["key"])
+
+    def deliveries(
+        self,
+        *,
+        webhook_id: str | None = None,
+        execution_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> DeliveryPage:
+        """The deliveries, with their attempts, of an endpoint or of an execution."""
+        path = (
+            f"/v1/webhooks/{webhook_id}/deliveries"
+            if webhook_id
+            else f"/v1/executions/{execution_id}/deliveries"
+        )
+        response = self._request("GET", path, params={"limit": limit, "cursor": cursor})
+        return DeliveryPage.model_validate(response.json())
+
+    def retry_delivery(self, webhook_id: str, delivery_id: str) -> None:
+        """Send a delivery again now."""
+        self._request("POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")

@@ -4,6 +4,7 @@ AgentqError
  ├── NotFound
  │    ├── ExecutionNotFound
  │    ├── ScheduleNotFound
+ │    ├── WebhookNotFound
  │    └── PluginNotFound
  ├── Conflict
  │    ├── IdempotencyConflict
@@ -21,7 +22,8 @@ AgentqError
  │    └── UnknownCommand
  ├── Unavailable               (a dependency is down; try again)
  │    ├── BrokerUnavailable
- │    └── DatabaseUnavailable
+ │    ├── DatabaseUnavailable
+ │    └── WebhooksUnavailable  (no AGENTQ_WEBHOOK_SECRET_KEY)
  └── PluginError               (raised by plugins while they run)
       ├── RetryLater           (retry this attempt after ``delay_s``)
       └── PermanentError       (never retry)
@@ -51,6 +53,11 @@ class ExecutionNotFound(NotFound):
 class ScheduleNotFound(NotFound):
     def __init__(self, schedule_id: str) -> None:
         super().__init__(f"No schedule with id {schedule_id!r}.")
+
+
+class WebhookNotFound(NotFound):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"No {what}.")
 
 
 class PluginNotFound(NotFound):
@@ -126,6 +133,10 @@ class BrokerUnavailable(Unavailable):
 
 
 class DatabaseUnavailable(Unavailable):
+    pass
+
+
+class WebhooksUnavailable(Unavailable):
     pass
 
 

@@ -47,3 +47,10 @@ def plugin_and_status(field: str) -> tuple[str, str]:
     """The plugin and status a ``finished`` field counts."""
     plugin, _, status = field.rpartition("/")
     return plugin, status
+
+
+# Webhooks (``workers/webhook_metrics.py``):
+# ``webhook_deliveries``  hash: ``<outcome>`` (delivered, retrying, failed) -> attempts
+# ``webhook_latency``     hash like ``duration:<plugin>``: status change -> 2xx, seconds
+WEBHOOK_OUTCOMES_KEY = f"{PREFIX}:webhook_deliveries"
+WEBHOOK_LATENCY_KEY = f"{PREFIX}:webhook_latency"

@@ -59,6 +59,19 @@ TERMINAL = frozenset(
 )
 
 
+class WebhookEvents(enum.IntFlag):
+    """What an execution's own webhook is sent (``Execution.webhook_events``)."""
+
+    STARTED = 1
+    COMPLETED = 2  # any terminal status
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # due at ``next_attempt_at``
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # out of attempts, or its endpoint disabled
+
+
 class EventKind(enum.StrEnum):
     STATUS = "status"
     PROGRESS = "progress"
@@ -70,6 +83,7 @@ str16 = Annotated[str, 16]
 str64 = Annotated[str, 64]
 str128 = Annotated[str, 128]
 str255 = Annotated[str, 255]
+str2048 = Annotated[str, 2048]
 json_doc = dict[str, Any]
 
 
@@ -80,6 +94,7 @@ class Base(DeclarativeBase):
         str64: String(64),
         str128: String(128),
         str255: String(255),
+        str2048: String(2048),
         datetime: UTCDateTime(),
         # MySQL JSON holds up to max_allowed_packet; MariaDB maps it to LONGTEXT (4 GiB).
         dict[str, Any]: JSON(),
@@ -88,6 +103,9 @@ class Base(DeclarativeBase):
         ),
         EventKind: Enum(
             EventKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+        DeliveryStatus: Enum(
+            DeliveryStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
         ),
     }
 
@@ -122,6 +140,10 @@ class Execution(Base):
     # that changes the row, so the numbers are gap-free and ordered however many write.
     last_event_seq: Mapped[int] = mapped_column(default=0, server_default="0")
     log_lines: Mapped[int] = mapped_column(default=0, server_default="0")  # recorded so far, for the cap
+    # Its own webhook and the events it wants there (``WebhookEvents`` bits; 0: none): the
+    # lifecycle's cheap check of whether a status change writes a delivery.
+    webhook_url: Mapped[str2048 | None]
+    webhook_events: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_executions_owner_id", "owner", "id"),
@@ -177,6 +199,8 @@ class Schedule(Base):
     jitter_s: Mapped[float | None]
     next_run_at: Mapped[datetime | None]  # the next slot; None while disabled
     next_fire_at: Mapped[datetime | None]  # when that slot fires: next_run_at plus its jitter
+    webhook_url: Mapped[str2048 | None]  # every fired execution inherits them
+    webhook_events: Mapped[int] = mapped_column(default=0, server_default="0")
     last_run_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -216,3 +240,77 @@ class PluginCommand(Base):
     queue: Mapped[str64]
     result_type: Mapped[str64]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A subscription: every execution of ``owner`` sends the ``events`` it names here."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[ulid] = mapped_column(primary_key=True)
+    owner: Mapped[str64]
+    url: Mapped[str2048]
+    description: Mapped[str255] = mapped_column(default="")
+    events: Mapped[list[str]] = mapped_column(JSON())
+    # Signing secrets, encrypted (``agentq.core.webhook_secrets``); the previous one signs
+    # too until ``previous_secret_until``, after a rotation.
+    secret: Mapped[str255]
+    previous_secret: Mapped[str255 | None]
+    previous_secret_until: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str255 | None]
+    failing_since: Mapped[datetime | None]  # the first failure since its last success
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_endpoints_owner_id", "owner", "id"),)
+
+
+class WebhookKeySecret(Base):
+    """The secret that signs an API key's per-execution webhooks, made on first use."""
+
+    __tablename__ = "webhook_key_secrets"
+
+    owner: Mapped[str64] = mapped_column(primary_key=True)
+    secret: Mapped[str255]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one target (an endpoint, or the execution's own webhook): the outbox,
+    written in the transaction of the status change that causes it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[ulid] = mapped_column(primary_key=True)
+    owner: Mapped[str64]
+    execution_id: Mapped[ulid]
+    endpoint_id: Mapped[ulid | None]  # None: the execution's own webhook
+    event: Mapped[str64]  # execution.succeeded, ...
+    status: Mapped[DeliveryStatus] = mapped_column(default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # Due then while pending (a sender holding it pushes it past its timeout); None after.
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]  # when the status changed
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
+        Index("ix_webhook_deliveries_execution_id", "execution_id"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP request of a delivery, as the receiver answered it."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[ulid] = mapped_column(primary_key=True)
+    attempt: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None]
+    error: Mapped[str255 | None]  # the connection error, when there was no answer
+    duration_ms: Mapped[float]
+    response: Mapped[str2048 | None]  # the first KiB of the body
+    next_attempt_at: Mapped[datetime | None]

@@ -26,12 +26,16 @@ RUN_EXECUTION = "agentq.run_execution"
 SUBMIT_EXECUTION = "agentq.submit_execution"
 REAP_EXECUTIONS = "agentq.reap_executions"
 PURGE_EXECUTIONS = "agentq.purge_executions"
+# Webhooks: send deliveries (on their own queue, AGENTQ_WEBHOOK_QUEUE), publish due ones.
+DELIVER_WEBHOOKS = "agentq.deliver_webhooks"
+SWEEP_WEBHOOKS = "agentq.sweep_webhooks"
 # The modules that register those tasks, imported by a worker or beat as it starts.
-TASK_MODULES = ["tasks.executions", "tasks.maintenance"]
+TASK_MODULES = ["tasks.executions", "tasks.maintenance", "tasks.webhooks"]
 
-# Housekeeping that beat fires every few seconds. It sends no task events (neither
-# task-sent nor the worker's), so Flower's task list holds executions only.
-MAINTENANCE_TASKS = frozenset({REAP_EXECUTIONS, PURGE_EXECUTIONS})
+# Housekeeping that beat fires every few seconds, and webhook deliveries. They send no
+# task events (neither task-sent nor the worker's), so Flower's task list holds
+# executions only.
+MAINTENANCE_TASKS = frozenset({REAP_EXECUTIONS, PURGE_EXECUTIONS, DELIVER_WEBHOOKS, SWEEP_WEBHOOKS})
 
 # The execution ids of a message that Flower shows (its args).
 ARGS_SHOWN = 10
@@ -60,6 +64,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     # Delete executions older than AGENTQ_RETENTION_DAYS, in small batches.
     "purge-old-executions": {"task": PURGE_EXECUTIONS, "schedule": 3600.0, "options": {"expires": 3600.0}},
+    # Publish webhook deliveries that are due: retries, and any whose message was lost.
+    "sweep-webhook-deliveries": {
+        "task": SWEEP_WEBHOOKS,
+        "schedule": settings.webhook_sweep_s,
+        "options": {"queue": settings.webhook_queue, "expires": settings.webhook_sweep_s},
+    },
     # A harmless example agent: echo a heartbeat every 10 minutes.
     "example-heartbeat-agent": {
         "task": SUBMIT_EXECUTION,
@@ -216,3 +226,22 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
                 )
     except (KombuOperationalError, BatchPublishError, ConnectionError, OSError) as exc:
         raise BrokerUnavailable(f"The broker is unreachable ({exc}); try again shortly.") from exc
+
+
+def publish_deliveries(deliveries: list[tuple[str, int]]) -> None:
+    """Send webhook deliveries, each ``(id, attempts)``, to a sender; with the broker down
+    they stay due in the outbox and the sweeper publishes them later."""
+    try:
+        for start in range(0, len(deliveries), settings.chunk_size):
+            app.send_task(
+                DELIVER_WEBHOOKS,
+                args=[deliveries[start : start + settings.chunk_size]],
+                queue=settings.webhook_queue,
+                retry=False,
+            )
+    except (KombuOperationalError, BatchPublishError, ConnectionError, OSError) as exc:
+        log.warning("broker down, left %d webhook deliveries to the sweeper: %s", len(deliveries), exc)
+
+
+# Deliveries go out as soon as the transaction that wrote them commits.
+store.deliveries.on_written(publish_deliveries)

@@ -158,6 +158,8 @@ def spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
         schedule_id=schedule.id,
         slot_at=slot,
         owner=schedule.owner,
+        webhook_url=schedule.webhook_url,
+        webhook_events=schedule.webhook_events,
     )
 
 

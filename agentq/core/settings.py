@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -91,6 +92,27 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = ""
 
+    # -- webhooks ------------------------------------------------------------------
+    # Encrypts webhook signing secrets at rest (a Fernet key: 32 url-safe base64 bytes).
+    # Without it the API refuses to create subscriptions and hand out secrets.
+    webhook_secret_key: str = ""
+    # One attempt per entry, each this many seconds after the previous failure (±10%
+    # jitter); after the last, the delivery is failed.
+    webhook_retry_delays_s: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # A result larger than this (JSON) is left out of the payload: `result_truncated`.
+    webhook_max_result_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
+    # An endpoint that failed every delivery for this long is disabled.
+    webhook_disable_after_s: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
+    # The Celery queue the deliveries go out from; every worker consumes it.
+    webhook_queue: str = "agentq.webhooks"
+    # How often beat publishes due deliveries (retries, and those whose message was lost).
+    webhook_sweep_s: Annotated[float, Field(gt=0)] = 2.0
+    # Requests in flight per worker process.
+    webhook_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 256
+    # Processes know which keys have subscriptions from a cache this old at most.
+    webhook_cache_s: Annotated[float, Field(ge=0)] = 2.0
+
     @field_validator("database_url")
     @classmethod
     def _pymysql_driver(cls, url: str) -> str:
@@ -98,6 +120,28 @@ class Settings(BaseSettings):
         if url.startswith("mysql://"):
             return "mysql+pymysql://" + url.removeprefix("mysql://")
         return url
+
+    @field_validator("webhook_retry_delays_s")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        delays = [float(d) for d in value.split(",") if d.strip()]
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("comma-separated seconds, at least one, none negative")
+        return value
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        for key in filter(None, (k.strip() for k in value.split(","))):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError("not a Fernet key (32 url-safe base64-encoded bytes)") from None
+        return value
+
+    @property
+    def webhook_delays(self) -> list[float]:
+        return [float(d) for d in self.webhook_retry_delays_s.split(",") if d.strip()]
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> "Settings":

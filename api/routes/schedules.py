@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from agentq.core import schedules, store
 from agentq.core.errors import InvalidRequest
 from agentq.core.models import Schedule, utcnow
+from agentq.core.public import event_names, webhook_columns
 from api.auth import OwnerDep
 from api.catalog import catalog
 from api.jsonbody import JSONRoute
@@ -65,9 +66,9 @@ def _next_fire_at(schedule: Schedule, next_run_at: Any) -> Any:
 def create_schedule(schedule_in: ScheduleCreate, response: Response, owner: OwnerDep) -> SchedulePublic:
     """Create a periodic agent; it fires from its next slot on."""
     now = utcnow()
-    schedule = Schedule(
-        id=store.new_id(), owner=owner, **schedule_in.model_dump(), created_at=now, updated_at=now
-    )
+    fields = schedule_in.model_dump(exclude={"webhook", "webhook_events"})
+    hook = webhook_columns(schedule_in.webhook, schedule_in.webhook_events)
+    schedule = Schedule(id=store.new_id(), owner=owner, **fields, **hook, created_at=now, updated_at=now)
     _check(schedule)
     schedule.next_run_at = _next_run_at(schedule)
     schedule.next_fire_at = _next_fire_at(schedule, schedule.next_run_at)
@@ -97,6 +98,13 @@ def read_schedule(schedule_id: str, owner: OwnerDep) -> SchedulePublic:
 def update_schedule(schedule_id: str, schedule_in: ScheduleUpdate, owner: OwnerDep) -> SchedulePublic:
     """Change a schedule; beat picks the change up on its next tick."""
     changes = schedule_in.model_dump(exclude_unset=True)
+    if "webhook" in changes or "webhook_events" in changes:
+        current_hook = store.get_schedule(schedule_id, owner)
+        url = changes.pop("webhook", current_hook.webhook_url)
+        events = (
+            changes.pop("webhook_events", None) or event_names(current_hook.webhook_events) or ["completed"]
+        )
+        changes |= webhook_columns(url, events)
     if changes.get("cron") is not None and "interval_s" not in changes:
         changes["interval_s"] = None  # switching to cron
     if changes.get("interval_s") is not None and "cron" not in changes:

@@ -124,7 +124,14 @@ class Stack:
 
 
 # Beats in tests tick fast, hand over fast and reap often.
-BEAT_ENV = {"AGENTQ_BEAT_TICK_S": "0.2", "AGENTQ_BEAT_LOCK_S": "3", "AGENTQ_REAPER_INTERVAL_S": "1"}
+BEAT_ENV = {
+    "AGENTQ_BEAT_TICK_S": "0.2",
+    "AGENTQ_BEAT_LOCK_S": "3",
+    "AGENTQ_REAPER_INTERVAL_S": "1",
+    "AGENTQ_WEBHOOK_SWEEP_S": "0.5",
+}
+# A fixed key that encrypts the tests' webhook secrets.
+WEBHOOK_SECRET_KEY = "x6PLMxQ8a5r3n7bX0o1hXJ5l3cB1y2k0cJm0nq9Xh4I="
 
 
 # What every stack's processes get; tests add or override per stack.
@@ -136,6 +143,10 @@ BASE_ENV = {
     "AGENTQ_KEY_CACHE_S": "1",
     "AGENTQ_RATE_LIMIT_PER_S": "10000",
     "AGENTQ_RATE_LIMIT_BURST": "10000",
+    "AGENTQ_WEBHOOK_SECRET_KEY": WEBHOOK_SECRET_KEY,
+    "AGENTQ_WEBHOOK_CACHE_S": "0",  # a subscription applies from the next status change
+    # Retries a second apart, for half a minute: receivers in tests come back soon.
+    "AGENTQ_WEBHOOK_RETRY_DELAYS_S": ",".join(["0"] + ["1"] * 30),
 }
 
 

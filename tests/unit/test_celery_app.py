@@ -42,6 +42,7 @@ def test_the_worker_and_beat_settings_are_the_apps_own() -> None:
         queue.REAP_EXECUTIONS,
         queue.PURGE_EXECUTIONS,
         queue.SUBMIT_EXECUTION,
+        queue.SWEEP_WEBHOOKS,
     }
     assert conf.include == queue.TASK_MODULES
     # A maintenance pass beat sent while no worker ran is dropped, not run late.
@@ -61,7 +62,12 @@ def test_the_worker_app_registers_its_tasks_through_include_only() -> None:
 
     assert out[0] == "[]"  # importing the worker's app imports no task module
     assert out[1] == repr(
-        sorted([queue.PURGE_EXECUTIONS, queue.REAP_EXECUTIONS, queue.RUN_EXECUTION, queue.SUBMIT_EXECUTION])
+        sorted(
+            [
+                *(queue.PURGE_EXECUTIONS, queue.REAP_EXECUTIONS, queue.RUN_EXECUTION, queue.SUBMIT_EXECUTION),
+                *(queue.DELIVER_WEBHOOKS, queue.SWEEP_WEBHOOKS),
+            ]
+        )
     )
 
 

@@ -12,6 +12,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from agentq.core import outbound as core_outbound
 from agentq.core.errors import PermanentError, RetryLater
 from agentq.core.settings import settings
 from tests.unit.conftest import PUBLIC, Handler, Serve
@@ -63,7 +64,7 @@ def redirect_to(location: str) -> Handler:
     ],
 )
 def test_refusal_classifies_address(address: str, why: str | None) -> None:
-    assert outbound.refusal(ipaddress.ip_address(address)) == why
+    assert core_outbound.refusal(ipaddress.ip_address(address)) == why
 
 
 def test_resolve_looks_up_on_a_resolver_thread(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """Outbound HTTP for plugins, guarded against server-side request forgery.
 
 ``fetch`` resolves the host itself and refuses any address that is not global
-(loopback, link-local, private, reserved…) unless ``AGENTQ_OUTBOUND_ALLOW_PRIVATE=1``.
+(loopback, link-local, private, reserved…) unless ``AGENTQ_OUTBOUND_ALLOW_PRIVATE=1``
+(``agentq.core.outbound``, shared with webhooks).
 It then connects to the very address it checked, so a second DNS answer cannot swap
 in a private one, follows redirects by hand so that every hop is checked again, and
 caps the body at ``AGENTQ_OUTBOUND_MAX_BYTES`` and the whole exchange at ``timeout_s``.
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from agentq.core.errors import PermanentError, RetryLater
+from agentq.core.outbound import ALLOW_HINT, refusal
 from agentq.core.settings import settings
 from workers.plugins import outbound_pool
 
@@ -33,14 +35,9 @@ USER_AGENT = "agentq"
 # The transport of every client; None connects for real.
 transport: httpx.AsyncBaseTransport | None = None
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_ALLOW_HINT = "set AGENTQ_OUTBOUND_ALLOW_PRIVATE=1 to allow private addresses"
 # Credentials given for one origin must not travel to another one with a redirect.
 _ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
-# DNS64 networks answer with these for IPv4-only hosts; judge the IPv4 address inside.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,14 @@ class Fetched:
             return self.body.decode("utf-8", errors="replace")
 
 
+@dataclass(frozen=True)
+class Body:
+    """What a request sends: ``json`` to serialize, or ``content`` as it is (signed bytes)."""
+
+    json: Any = None
+    content: bytes | None = None
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to, looked up on a resolver thread."""
     infos = await asyncio.get_running_loop().run_in_executor(
@@ -80,31 +85,8 @@ def _clients() -> outbound_pool.LoopClients:
     return outbound_pool.of_running_loop(_new_client)
 
 
-def refusal(address: IPAddress) -> str | None:
-    """Why ``address`` may not be fetched (e.g. "a loopback address"), or None if it may."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return refusal(embedded)
-    # Most specific first: 0.0.0.0 and 127.0.0.1 are "private" too in ipaddress's eyes.
-    kinds = (
-        ("an unspecified", address.is_unspecified),
-        ("a loopback", address.is_loopback),
-        ("a link-local", address.is_link_local),
-        ("a multicast", address.is_multicast),
-        ("a private", address.is_private),
-        ("a reserved", address.is_reserved),
-    )
-    for kind, matches in kinds:
-        if matches:
-            return f"{kind} address"
-    return None if address.is_global else "not a globally routable address"
-
-
 def _refused(url: httpx.URL, why: str) -> PermanentError:
-    return PermanentError(f"Refusing to fetch {url}: {why} ({_ALLOW_HINT})")
+    return PermanentError(f"Refusing to fetch {url}: {why} ({ALLOW_HINT})")
 
 
 def _port(url: httpx.URL) -> int:
@@ -155,7 +137,7 @@ async def _read(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
 
 
 async def _hop(
-    method: str, url: httpx.URL, addresses: list[str], headers: dict[str, str], json: Any, timeout_s: float
+    method: str, url: httpx.URL, addresses: list[str], headers: dict[str, str], sent: Body, timeout_s: float
 ) -> Fetched | str:
     """Send to the first checked address that connects; the response read within the cap,
     or where it redirects to (GET only: replaying a request body elsewhere is seldom meant)."""
@@ -172,7 +154,13 @@ async def _hop(
         async with clients.client((url.scheme, address, port, host)) as client:
             target = url.copy_with(host=address) if extensions else url
             request = client.build_request(
-                method, target, headers=headers, json=json, timeout=timeout_s, extensions=extensions
+                method,
+                target,
+                headers=headers,
+                json=sent.json,
+                content=sent.content,
+                timeout=timeout_s,
+                extensions=extensions,
             )
             try:
                 response = await client.send(request, stream=True)
@@ -193,11 +181,11 @@ async def _hop(
 
 
 async def _exchange(
-    method: str, url: httpx.URL, headers: dict[str, str], json: Any, timeout_s: float
+    method: str, url: httpx.URL, headers: dict[str, str], sent: Body, timeout_s: float
 ) -> Fetched:
     for _ in range(MAX_REDIRECTS + 1):
         addresses = await check_url(url)
-        hop = await _hop(method, url, addresses, headers, json, timeout_s)
+        hop = await _hop(method, url, addresses, headers, sent, timeout_s)
         if isinstance(hop, Fetched):
             return hop
         target = url.join(hop)
@@ -214,6 +202,7 @@ async def fetch(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     json: Any = None,
+    content: bytes | None = None,
 ) -> Fetched:
     """Send one request under the guard and read the response within the caps.
 
@@ -228,7 +217,7 @@ async def fetch(
     merged = {"User-Agent": USER_AGENT, **(headers or {})}
     try:
         async with asyncio.timeout(timeout_s):
-            return await _exchange(method, start, merged, json, timeout_s)
+            return await _exchange(method, start, merged, Body(json, content), timeout_s)
     except TimeoutError:
         raise RetryLater(f"Fetching {url} took longer than {timeout_s:g}s") from None
     except httpx.TransportError as exc:

@@ -21,7 +21,7 @@ SCHEDULES = cast(Table, Schedule.__table__)
 # A new execution's columns (``executions.new_values``) that the INSERT takes from its
 # schedule's row, and those that differ from one execution to the next; the others are
 # the same for the whole set (its status, when it was created, ...).
-FROM_SCHEDULE = ("owner", "plugin", "command", "params", "queue", "priority")
+FROM_SCHEDULE = ("owner", "plugin", "command", "params", "queue", "priority", "webhook_url", "webhook_events")
 PER_EXECUTION = ("id", "schedule_id", "slot_at", "timeout_s", "max_retries")
 
 

@@ -21,6 +21,7 @@ from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, Execution, Executi
 from agentq.core.settings import settings
 from agentq.core.store._plans import Plan, run, run_on_loop
 from agentq.core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
+from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
 
 
@@ -43,6 +44,8 @@ class NewExecution:
     slot_at: datetime | None = None
     owner: str = ADMIN_OWNER
     retry_of: str | None = None  # the execution this one runs again
+    webhook_url: str | None = None
+    webhook_events: int = 0
 
     @classmethod
     def with_defaults(
@@ -59,6 +62,8 @@ class NewExecution:
         schedule_id: str | None = None,
         slot_at: datetime | None = None,
         owner: str = ADMIN_OWNER,
+        webhook_url: str | None = None,
+        webhook_events: int = 0,
     ) -> "NewExecution":
         """A new execution, the server's defaults filling what its request left out (None):
         every creator (the API, schedules, static beat entries) goes through here."""
@@ -74,6 +79,8 @@ class NewExecution:
             schedule_id=schedule_id,
             slot_at=slot_at,
             owner=owner,
+            webhook_url=webhook_url,
+            webhook_events=webhook_events if webhook_url else 0,
         )
 
 
@@ -187,6 +194,8 @@ def new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[
         "lease_expires_at": publish_by,
         "last_event_seq": QUEUED_SEQ,
         "log_lines": 0,
+        "webhook_url": spec.webhook_url,
+        "webhook_events": spec.webhook_events,
     }
 
 
@@ -312,6 +321,7 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
         row = session.get(Execution, execution_id)
         if cancelled.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
             append(session, [Newest(row.id, [status_event(S.CANCELLED, error=error)], row.last_event_seq)])
+            write_outbox(session, [Change(row.id, row.owner, row.webhook_events, S.CANCELLED)], now)
     if row is None or row.owner != owner:
         raise ExecutionNotFound(execution_id)
     if row.status != S.CANCELLED:

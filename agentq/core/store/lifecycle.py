@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from agentq.core.db import session_scope
 from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
 from agentq.core.store._rows import CLAIMABLE, EXECUTIONS, S, by_primary_key, detached_row
+from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import (
     Newest,
     NewEvent,
@@ -32,7 +33,7 @@ from agentq.core.store.events import (
 _CLAIMED_COLUMNS = (
     *(Execution.id, Execution.status, Execution.attempts, Execution.plugin, Execution.command),
     *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
-    *(Execution.max_retries, Execution.log_lines),
+    *(Execution.max_retries, Execution.log_lines, Execution.owner, Execution.webhook_events),
 )
 _CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 # The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
@@ -110,6 +111,8 @@ def claim(
                 {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at},
             )
             append(session, rows_status=RowsStatus(_RUNNING_EVENTS, ids, now, {"worker": worker}))
+            started = (row for message_rows in taken for row in message_rows if row.id not in exhausted)
+            write_outbox(session, (Change(r.id, r.owner, r.webhook_events, S.RUNNING) for r in started), now)
     # The rows as the UPDATE left them; only the claimed columns are set.
     return [
         [
@@ -150,6 +153,11 @@ def end_attempt(
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
     append(session, [Newest(execution_id, [status_event(status, attempt=attempts, error=error)])])
+    if status in TERMINAL:  # rare (a lost worker, no attempts left): one more read is fine
+        owner, flags = session.execute(
+            select(Execution.owner, Execution.webhook_events).where(Execution.id == execution_id)
+        ).one()
+        write_outbox(session, [Change(execution_id, owner, flags, status)], now)
     return True
 
 
@@ -214,7 +222,10 @@ def _per_row(column: str, values: Mapping[str, Any], otherwise: Any = None) -> A
 # Locked in id order, so that two writers never lock the same rows in opposite orders.
 # Core, not the ORM: plain columns need none of its loading machinery.
 _FINISHING_ROWS = (
-    select(EXECUTIONS.c.id, EXECUTIONS.c.status, EXECUTIONS.c.attempts, EXECUTIONS.c.last_event_seq)
+    select(
+        *(EXECUTIONS.c.id, EXECUTIONS.c.status, EXECUTIONS.c.attempts, EXECUTIONS.c.last_event_seq),
+        *(EXECUTIONS.c.owner, EXECUTIONS.c.webhook_events),
+    )
     .where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(EXECUTIONS.c.id)
     .with_for_update()
@@ -245,10 +256,12 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
         progress = {}
         newest = []
         plain = []  # rows whose status event, carrying no error, the database writes
+        changes = []  # the webhooks' outbox
         for row in current:
             done = by_id[row.id]
             if (row.status, row.attempts) != (S.RUNNING, done.attempt):
                 continue
+            changes.append(Change(row.id, row.owner, row.webhook_events, done.status))
             logged = list(done.events)
             if done.error is None:
                 plain.append(row.id)
@@ -278,4 +291,5 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 values["progress"] = _per_row("progress", progress, otherwise=t.progress)
             session.execute(update(EXECUTIONS).where(t.id.in_(written)).values(values))
             append(session, newest, RowsStatus(_FINISHED_EVENTS, plain, now))
+            write_outbox(session, changes, now)
         return written

@@ -8,7 +8,15 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 
 from agentq.core.db import session_scope
-from agentq.core.models import TERMINAL, Execution, ExecutionEvent, ExecutionStatus, utcnow
+from agentq.core.models import (
+    TERMINAL,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    utcnow,
+)
 from agentq.core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
 from agentq.core.store.lifecycle import end_attempt
 
@@ -58,7 +66,8 @@ def end_lost(execution_id: str, attempts: int, status: ExecutionStatus, message:
 
 
 def purge_finished(before: datetime, batch: int = 1000) -> int:
-    """Delete up to ``batch`` terminal executions that finished before ``before``, with their events."""
+    """Delete up to ``batch`` terminal executions that finished before ``before``, with their
+    events and webhook deliveries."""
     with session_scope() as session:
         ids = list(
             session.scalars(
@@ -69,6 +78,9 @@ def purge_finished(before: datetime, batch: int = 1000) -> int:
         )
         if ids:
             session.execute(delete(ExecutionEvent).where(ExecutionEvent.execution_id.in_(ids)))
+            deliveries = select(WebhookDelivery.id).where(WebhookDelivery.execution_id.in_(ids))
+            session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)))
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.execution_id.in_(ids)))
             session.execute(delete(Execution).where(Execution.id.in_(ids)))
         return len(ids)
 

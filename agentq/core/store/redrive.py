@@ -1,7 +1,7 @@
 """Re-driving: failed, timed-out or cancelled executions run again as new executions.
 
 A re-drive is a submission whose request is copied from its original's row (plugin,
-command, params, queue, priority, timeout_s, max_retries, owner), with ``retry_of`` set
+command, params, queue, priority, timeout_s, max_retries, owner, webhook), with ``retry_of`` set
 to the original's id. Its rows go in through the submit's own plan
 (``executions._creating``), idempotency keys and all, and the caller publishes them as
 it publishes submissions. The original is left as it is.
@@ -96,6 +96,8 @@ def _again(row: Execution, idempotency_key: str | None) -> NewExecution:
         idempotency_key=idempotency_key,
         owner=row.owner,
         retry_of=row.id,
+        webhook_url=row.webhook_url,
+        webhook_events=row.webhook_events,
     )
 
 
