@@ -55,3 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.schedules
+	$(BIN)/python -m bench.webhooks

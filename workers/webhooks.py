@@ -20,10 +20,12 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from standardwebhooks import Webhook
 
 from agentq.core import webhook_secrets
+from agentq.core.db import deadlocked
 from agentq.core.errors import AgentqError
 from agentq.core.models import utcnow
 from agentq.core.public import ExecutionPublic
@@ -35,6 +37,7 @@ from workers.plugins import outbound
 
 log = logging.getLogger("agentq.webhooks")
 RESPONSE_KEPT = 1024  # bytes of a response body recorded with its attempt
+RECORD_TRIES = 3
 
 
 def payload(claimed: Claimed) -> bytes:
@@ -52,10 +55,16 @@ def payload(claimed: Claimed) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@lru_cache(maxsize=1024)
+def _signer(encrypted: str) -> Webhook:
+    """The signer of a stored secret: decrypted once per process, not per request."""
+    return Webhook(webhook_secrets.decrypt(encrypted))
+
+
 def signed_headers(claimed: Claimed, body: bytes, now: datetime) -> dict[str, str]:
     """Standard Webhooks headers; during a rotation, signed with the old and the new secret."""
     msg_id = f"msg_{claimed.id}"
-    signatures = [Webhook(webhook_secrets.decrypt(s)).sign(msg_id, now, body) for s in claimed.secrets]
+    signatures = [_signer(s).sign(msg_id, now, body) for s in claimed.secrets]
     return {
         "Content-Type": "application/json",
         "webhook-id": msg_id,
@@ -86,11 +95,16 @@ class Sender:
 
     async def _send_all(self, claimed: list[Claimed], limit: asyncio.Semaphore) -> None:
         attempts = await asyncio.gather(*(self._send(c, limit) for c in claimed))
-        try:
-            recorded = await asyncio.to_thread(deliveries.record_attempts, attempts)
-        except Exception:  # their lease runs out and the sweeper sends them again
-            log.exception("cannot record %d webhook attempts", len(attempts))
-            return
+        for tries in range(RECORD_TRIES):
+            try:
+                recorded = await asyncio.to_thread(deliveries.record_attempts, attempts)
+                break
+            except Exception as exc:
+                if deadlocked(exc) and tries + 1 < RECORD_TRIES:
+                    continue
+                # Their lease runs out and the sweeper sends them again.
+                log.exception("cannot record %d webhook attempts", len(attempts))
+                return
         webhook_metrics.recorded(recorded)
         for endpoint_id in recorded.disabled:
             log.warning("webhook endpoint %s disabled", endpoint_id)

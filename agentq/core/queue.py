@@ -241,6 +241,10 @@ def publish_deliveries(deliveries: list[tuple[str, int]]) -> None:
             )
     except (KombuOperationalError, BatchPublishError, ConnectionError, OSError) as exc:
         log.warning("broker down, left %d webhook deliveries to the sweeper: %s", len(deliveries), exc)
+        try:
+            store.deliveries.mark_due(deliveries)
+        except Exception:  # the database too: their lease brings them back, later
+            log.exception("cannot mark %d webhook deliveries due", len(deliveries))
 
 
 # Deliveries go out as soon as the transaction that wrote them commits.

@@ -31,6 +31,7 @@ RUNS = {
         "--n", "20", "--scenarios", "interval", "--interval-s", "2", "--window-s", "4",
         "--grace-s", "10", "--lead-s", "5", "--baseline", "HEAD",
     ],
+    "webhooks": ["--n", "20", "--rounds", "1"],
 }  # fmt: skip
 # Two stacks, one after the other.
 TIMEOUTS_S = {"schedules": 300}

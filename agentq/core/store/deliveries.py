@@ -35,6 +35,8 @@ from agentq.core.models import (
 from agentq.core.settings import settings
 from agentq.core.store.webhooks import PUBLISHED_LEASE_S, key_secret, subscribed
 
+_PUBLISHED_LEASE = timedelta(seconds=PUBLISHED_LEASE_S)
+
 S = ExecutionStatus
 D = DeliveryStatus
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
@@ -98,7 +100,8 @@ def _new_delivery(change: Change, kind: str, endpoint_id: str | None, at: dateti
         "event": kind,
         "status": D.PENDING,
         "attempts": 0,
-        "next_attempt_at": at,
+        # Published as its transaction commits: the sweeper's only if still untaken by then.
+        "next_attempt_at": at + _PUBLISHED_LEASE,
         "created_at": at,
         "delivered_at": None,
     }
@@ -272,22 +275,31 @@ def record_attempts(attempts: Sequence[Attempted]) -> Recorded:
             .all()
         )
         attempt_rows = []
+        delivered = []
         for a in sorted(attempts, key=lambda a: a.delivery_id):
             due = None if a.ok or a.gave_up or a.status_code == 410 else next_attempt_at(a.attempt, now)
-            status = D.SUCCEEDED if a.ok else (D.PENDING if due else D.FAILED)
+            attempt_rows.append(_attempt_row(a, due))
+            if a.ok:
+                delivered.append(a.delivery_id)
+                result.delivered.append((a.delivery_id, created.get(a.delivery_id, now)))
+                continue
             session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id == a.delivery_id, WebhookDelivery.attempts == a.attempt)
-                .values(status=status, next_attempt_at=due, delivered_at=now if a.ok else None)
+                .values(status=D.PENDING if due else D.FAILED, next_attempt_at=due)
                 .execution_options(synchronize_session=False)
             )
-            attempt_rows.append(_attempt_row(a, due))
-            if a.ok:
-                result.delivered.append((a.delivery_id, created.get(a.delivery_id, now)))
-            elif due:
+            if due:
                 result.retrying += 1
             else:
                 result.failed += 1
+        if delivered:  # the usual case: one statement for the batch
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(delivered), WebhookDelivery.status == D.PENDING)
+                .values(status=D.SUCCEEDED, next_attempt_at=None, delivered_at=now)
+                .execution_options(synchronize_session=False)
+            )
         if attempt_rows:
             session.connection().execute(insert(ATTEMPTS), attempt_rows)
         result.disabled.extend(_judge_endpoints(session, attempts, now))
@@ -359,7 +371,8 @@ def due_deliveries(now: datetime, limit: int = 1000) -> list[tuple[str, int]]:
                 .where(WebhookDelivery.next_attempt_at <= now, WebhookDelivery.status == D.PENDING)
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(limit)
-                .with_for_update()
+                # Rows a claim or a record holds are theirs: never wait on them (no deadlock).
+                .with_for_update(skip_locked=True)
             )
             .tuples()
             .all()
@@ -372,6 +385,17 @@ def due_deliveries(now: datetime, limit: int = 1000) -> list[tuple[str, int]]:
                 .execution_options(synchronize_session=False)
             )
     return [(delivery_id, attempts) for delivery_id, attempts in due]
+
+
+def mark_due(deliveries: Sequence[tuple[str, int]]) -> None:
+    """Leave deliveries whose message could not be published to the sweeper's next pass."""
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([i for i, _ in deliveries]), WebhookDelivery.status == D.PENDING)
+            .values(next_attempt_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def count_pending() -> int:
