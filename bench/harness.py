@@ -230,13 +230,19 @@ class Stack:
         return proc
 
     def start_worker(
-        self, name: str = "w1", concurrency: int | None = None, profile: Path | None = None, **env: str
+        self,
+        name: str = "w1",
+        concurrency: int | None = None,
+        profile: Path | None = None,
+        queues: str | None = None,
+        **env: str,
     ) -> Proc:
-        """A worker; with ``profile``, sampled (bench/profiled_worker.py), its stacks to that file."""
+        """A worker (of the run's queue, or ``queues``); with ``profile``, sampled
+        (bench/profiled_worker.py), its stacks to that file."""
         launcher = ["bench.profiled_worker", str(profile.resolve()), "--"] if profile else ["celery"]
         argv = [
             sys.executable, "-m", *launcher, "-A", "workers.app", "worker",
-            "--loglevel", self.env["AGENTQ_LOG_LEVEL"], "--hostname", f"{name}@%h", "--queues", self.env["AGENTQ_DEFAULT_QUEUE"],
+            "--loglevel", self.env["AGENTQ_LOG_LEVEL"], "--hostname", f"{name}@%h", "--queues", queues or self.env["AGENTQ_DEFAULT_QUEUE"],
             "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         if concurrency:

@@ -92,8 +92,13 @@ def batch_rate(st: Stack, n: int, item: dict[str, Any]) -> tuple[float, float, l
 def main() -> None:
     parser = arguments(__doc__ or "", n=5000)
     parser.add_argument("--rounds", type=int, default=2, help="off/on rounds (default 2)")
+    parser.add_argument(
+        "--sender-worker",
+        action="store_true",
+        help="send from a worker of its own (-Q the webhook queue), not the executions' worker",
+    )
     args = parser.parse_args()
-    report = Report("webhooks", {"n": args.n, "rounds": args.rounds})
+    report = Report("webhooks", {"n": args.n, "rounds": args.rounds, "sender_worker": args.sender_worker})
     receiver = Receiver()
     receiver.start()
     env = {
@@ -108,7 +113,11 @@ def main() -> None:
     latencies: list[float] = []
     with stack(args.database, args.loglevel, ROOT, **env) as st:
         st.start_api()
-        st.start_worker()
+        if args.sender_worker:
+            st.start_worker(AGENTQ_WEBHOOK_SENDER="false")
+            st.start_worker("sender", queues=env["AGENTQ_WEBHOOK_QUEUE"])
+        else:
+            st.start_worker()
         st.start_beat("beat")
         st.wait_for_plugins("echo")
         warm_up = min(200, args.n)

@@ -33,9 +33,11 @@ heap.fix_mmap_threshold()  # before the pool's threads allocate
 
 @celeryd_after_setup.connect
 def consume_webhooks(instance: Any, **_: Any) -> None:
-    """Every worker sends webhooks too, whatever queues it was given: a delivery's task
-    only claims it, and its request goes out on the worker's webhook loop."""
-    instance.app.amqp.queues.select_add(settings.webhook_queue)
+    """Every worker sends webhooks too, whatever queues it was given (unless
+    AGENTQ_WEBHOOK_SENDER is off): a delivery's task only claims it, and its request goes
+    out on the worker's webhook loop."""
+    if settings.webhook_sender:
+        instance.app.amqp.queues.select_add(settings.webhook_queue)
 
 
 @worker_ready.connect

@@ -104,8 +104,10 @@ class Settings(BaseSettings):
     webhook_max_result_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
     # An endpoint that failed every delivery for this long is disabled.
     webhook_disable_after_s: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
-    # The Celery queue the deliveries go out from; every worker consumes it.
+    # The Celery queue the deliveries go out from; every worker consumes it unless
+    # webhook_sender is off (then run workers with `-Q` it to send them).
     webhook_queue: str = "agentq.webhooks"
+    webhook_sender: bool = True
     # How often beat publishes due deliveries (retries, and those whose message was lost).
     webhook_sweep_s: Annotated[float, Field(gt=0)] = 2.0
     # Requests in flight per worker process.
