@@ -19,7 +19,7 @@ def deliver_webhooks(deliveries: list[list[object]]) -> int:
     messages = [(str(i), int(attempts)) for i, attempts in deliveries]  # type: ignore[call-overload]
     for tries in range(CLAIM_TRIES):
         try:
-            claimed = store.deliveries.claim_deliveries(messages, utcnow())
+            claimed = store.sending.claim_deliveries(messages, utcnow())
             break
         except Exception as exc:
             # Claims, records and new deliveries share the table's indexes: a deadlock

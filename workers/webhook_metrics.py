@@ -14,7 +14,7 @@ from agentq.core.metrics_layout import (
     bucket_of,
 )
 from agentq.core.models import utcnow
-from agentq.core.store.deliveries import Recorded
+from agentq.core.store.sending import Recorded
 from workers.metrics import client
 
 log = logging.getLogger("agentq.webhooks")

@@ -30,8 +30,8 @@ from agentq.core.errors import AgentqError
 from agentq.core.models import utcnow
 from agentq.core.public import ExecutionPublic
 from agentq.core.settings import settings
-from agentq.core.store import deliveries
-from agentq.core.store.deliveries import Attempted, Claimed
+from agentq.core.store import sending
+from agentq.core.store.sending import Attempted, Claimed
 from workers import webhook_metrics
 from workers.plugins import outbound
 
@@ -97,7 +97,7 @@ class Sender:
         attempts = await asyncio.gather(*(self._send(c, limit) for c in claimed))
         for tries in range(RECORD_TRIES):
             try:
-                recorded = await asyncio.to_thread(deliveries.record_attempts, attempts)
+                recorded = await asyncio.to_thread(sending.record_attempts, attempts)
                 break
             except Exception as exc:
                 if deadlocked(exc) and tries + 1 < RECORD_TRIES:

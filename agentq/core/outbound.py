@@ -67,7 +67,7 @@ def url_refusal(url: str, *, resolve: bool) -> str | None:
             return None
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, 0, socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, UnicodeError):  # no such name, or not one IDNA can encode
             return f"{host} does not resolve"
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:

@@ -3,6 +3,7 @@ with the ``standardwebhooks`` library, as a receiver would."""
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from agentq.client import Client
+from agentq.core import store
+from agentq.core.models import ADMIN_OWNER, utcnow
+from agentq.core.store.sending import Attempted
 from tests.conftest import DATABASE_URL
 from tests.integration.conftest import ADMIN_KEY, Stack, bearer, launch
 from tests.integration.processes import free_port, wait_until
@@ -196,3 +200,63 @@ def test_client_and_cli_manage_webhooks(stack: Stack) -> None:
             removed = agentq(stack, "webhooks", "rm", created.id)
         assert removed.returncode == 0, removed.stderr
         assert created.id not in [w.id for w in client.list_webhooks().webhooks]
+
+
+def test_a_410_disables_the_endpoint_and_a_retry_sends_again(stack: Stack) -> None:
+    with receiver(answers=[410]) as hooks:
+        endpoint = stack.client.post(
+            "/v1/webhooks", json={"url": hooks.url, "events": ["execution.succeeded"]}
+        )
+        endpoint_id = endpoint.json()["id"]
+        try:
+            created = stack.submit("echo", "echo", {})
+            stack.wait(created["id"])
+            wait_until(
+                lambda: not stack.client.get(f"/v1/webhooks/{endpoint_id}").json()["enabled"], 30, "disabled"
+            )
+            assert "410" in stack.client.get(f"/v1/webhooks/{endpoint_id}").json()["disabled_reason"]
+            (delivery,) = stack.client.get(f"/v1/webhooks/{endpoint_id}/deliveries").json()["deliveries"]
+            assert delivery["status"] == "failed"
+
+            enabled = stack.client.patch(f"/v1/webhooks/{endpoint_id}", json={"enabled": True}).json()
+            assert (enabled["enabled"], enabled["disabled_reason"]) == (True, None)
+            retried = stack.client.post(f"/v1/webhooks/{endpoint_id}/deliveries/{delivery['id']}/retry")
+            assert retried.status_code == 202, retried.text
+            wait_until(lambda: len(hooks.requests()) == 2, 30, "the retry")
+        finally:
+            stack.client.delete(f"/v1/webhooks/{endpoint_id}")
+    first, second = hooks.requests()
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+def test_an_endpoint_failing_for_days_is_disabled(stack: Stack) -> None:
+    endpoint = stack.client.post("/v1/webhooks", json={"url": "https://example.com/hooks"}).json()
+    try:
+        six_days_ago = utcnow() - timedelta(days=6)
+        store.webhooks.update_endpoint(endpoint["id"], ADMIN_OWNER, {"failing_since": six_days_ago})
+
+        # Another failed attempt, five days and more into the streak.
+        failed = Attempted("01ARZ3NDEKTSV4RRFFQ69G5FAV", 1, endpoint["id"], utcnow(), 5.0, status_code=500)
+        recorded = store.sending.record_attempts([failed])
+
+        assert recorded.disabled == [endpoint["id"]]
+        shown = stack.client.get(f"/v1/webhooks/{endpoint['id']}").json()
+        assert shown["enabled"] is False
+        assert "failed since" in shown["disabled_reason"]
+    finally:
+        stack.client.delete(f"/v1/webhooks/{endpoint['id']}")
+
+
+def test_metrics_show_webhook_deliveries(stack: Stack) -> None:
+    with receiver() as hooks:
+        created = stack.submit("echo", "echo", {}, webhook=hooks.url)
+        stack.wait(created["id"])
+        wait_until(lambda: len(hooks.requests()) == 1, 30, "the webhook")
+    wait_until(
+        lambda: 'agentq_webhook_deliveries_total{outcome="delivered"}' in stack.client.get("/metrics").text,
+        30,
+        "the delivery counted",
+    )
+    text = stack.client.get("/metrics").text
+    assert "agentq_webhook_deliveries_pending" in text
+    assert "agentq_webhook_latency_seconds_bucket" in text

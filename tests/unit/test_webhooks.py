@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 from agentq.core import webhook_secrets
 from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
-from agentq.core.store.deliveries import Claimed, next_attempt_at
+from agentq.core.store.sending import Claimed, next_attempt_at
 from workers.webhooks import payload, signed_headers
 
 ECHO = {"plugin": "echo", "command": "echo", "params": {}}

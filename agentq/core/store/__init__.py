@@ -5,8 +5,9 @@
 - ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
 - ``schedules``, ``catalog``, ``keys``: the other tables;
-- ``webhooks``, ``deliveries``: subscriptions, and the outbox of webhook deliveries
-  (written by the lifecycle with the status changes), used as ``store.deliveries.…``;
+- ``webhooks``, ``deliveries``, ``sending``: subscriptions, the outbox of webhook
+  deliveries (written by the lifecycle with the status changes), and the senders' claim
+  and record; used as ``store.webhooks.…`` and so on;
 - ``firing``: firing due schedules a set at a time (``_bulk``: its two statements);
 - ``maintenance``: expired leases, lost workers, purging, readiness;
 - ``_plans`` and ``_rows``: what those share (statement plans; tables, lock order, rows).
@@ -19,7 +20,7 @@ the id where rows differ + event INSERT).
 Callers use the package: ``from agentq.core import store; store.claim(...)``.
 """
 
-from agentq.core.store import deliveries, webhooks
+from agentq.core.store import deliveries, sending, webhooks
 from agentq.core.store.catalog import publish_catalog, read_catalog
 from agentq.core.store.events import NewEvent, read_events, record_events, status_event
 from agentq.core.store.executions import (
@@ -114,6 +115,7 @@ __all__ = [
     "retry_execution",
     "retry_executions",
     "revoke_api_key",
+    "sending",
     "status_event",
     "upcoming",
     "update_schedule",
