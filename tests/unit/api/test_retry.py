@@ -1,5 +1,6 @@
 """A bulk retry's filter, in process: a bad one is a 422 naming the field before the
-database would be reached (unit tests open no sockets)."""
+database would be reached (unit tests open no sockets), and a key the API cannot derive
+the retries' own keys from is refused."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,7 @@ from agentq.core import store
 from agentq.core.errors import InvalidRequest
 from agentq.core.models import ExecutionStatus
 from api.schemas import ExecutionRetryFilter
-
-PROBLEM = "application/problem+json"
+from tests.unit.api.conftest import PROBLEM, LocalAPI
 
 
 @pytest.mark.parametrize(
@@ -86,3 +86,13 @@ def test_the_store_re_drives_1_to_1000_at_once(limit: int) -> None:
 def test_a_bulk_retry_key_too_long_to_derive_its_rows_keys_from_is_refused() -> None:
     with pytest.raises(InvalidRequest, match=f"at most {store.MAX_BULK_KEY} characters"):
         store.retry_executions(store.RetryFilter(), "owner", idempotency_key="k" * (store.MAX_BULK_KEY + 1))
+
+
+def test_a_bulk_retry_key_too_long_for_its_rows_keys_is_a_422(local: LocalAPI) -> None:
+    _, key = local.new_key("redrive")
+    tenant = local.client_for(key)
+
+    response = tenant.post("/v1/executions/retry", json={}, headers={"Idempotency-Key": "k" * 229})
+
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.json()["detail"]
