@@ -84,7 +84,8 @@ def count_rejected(plugins: Sequence[str]) -> None:
 
 
 @cache
-def _redis(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis:
+    """A client of the API's reads of Redis (metrics, readiness), one per URL."""
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
@@ -124,7 +125,7 @@ class StateCollector(Collector):
         except Exception:  # the database is down: still show the default queue
             offered = set()
         queues = sorted({settings.default_queue} | offered)
-        pipe = _redis(settings.broker_url).pipeline(transaction=False)
+        pipe = redis_client(settings.broker_url).pipeline(transaction=False)
         for queue in queues:
             for key in broker.queue_keys(queue, PRIORITY_LEVELS):
                 pipe.llen(key)
@@ -139,7 +140,7 @@ class StateCollector(Collector):
     def _workers(self) -> Iterator[Metric]:
         if not settings.redis_url:
             return
-        client = _redis(settings.redis_url)
+        client = redis_client(settings.redis_url)
         plugins = sorted(p.decode() for p in cast(set[bytes], client.smembers(PLUGINS_KEY)))
         pipe = client.pipeline(transaction=False)
         for plugin in plugins:
@@ -186,7 +187,7 @@ class StateCollector(Collector):
         yield pending
         if not settings.redis_url:
             return
-        pipe = _redis(settings.redis_url).pipeline(transaction=False)
+        pipe = redis_client(settings.redis_url).pipeline(transaction=False)
         pipe.hgetall(WEBHOOK_OUTCOMES_KEY)
         pipe.hgetall(WEBHOOK_LATENCY_KEY)
         outcomes, latency = pipe.execute()

@@ -267,6 +267,39 @@ def test_beat_health_says_when_no_beat_holds_the_lock(stack: Stack, beats: list[
     assert f"beat {socket.gethostname()}:{beat.pid} holds the beat lock" in held.stdout
 
 
+def test_readyz_reports_the_beat_that_holds_the_lock_and_stays_ready_without_one(
+    stack: Stack, beats: list[Proc]
+) -> None:
+    lock = redis.Redis.from_url(stack.env["AGENTQ_REDIS_URL"])
+    wait_until(lambda: not lock.exists(LOCK_KEY), 30, "earlier beats to let the lock go")
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        response = stack.client.get("/readyz")
+        return response.status_code, response.json()
+
+    # The answer is cached for AGENTQ_READY_CACHE_S: wait for one read after each change.
+    wait_until(lambda: readyz()[1]["beat"]["holder"] is None, 30, "readyz to see no beat")
+    none_status, none = readyz()
+    beat = start_beat(stack, beats, "readyz")
+    wait_until(lambda: ACTIVE in beat.log(), 30, "the beat to lead")
+    wait_until(lambda: readyz()[1]["beat"]["status"] == "ok", 30, "readyz to see the beat")
+    held_status, held = readyz()
+    beats.remove(beat)
+    stack.stop(beat)  # a beat stopped releases the lock
+    wait_until(lambda: readyz()[1]["beat"]["holder"] is None, 30, "readyz to see the beat gone")
+    gone_status, gone = readyz()
+
+    assert (none_status, none["status"]) == (200, "ready")
+    assert none["beat"] == {
+        "status": "unavailable: no beat holds the beat lock; schedules do not fire",
+        "holder": None,
+    }
+    assert (held_status, held["status"]) == (200, "ready")
+    assert held["beat"]["holder"] == f"{socket.gethostname()}:{beat.pid}"
+    assert 0 < held["beat"]["expires_in_s"] <= 3  # AGENTQ_BEAT_LOCK_S in the tests
+    assert (gone_status, gone["status"], gone["beat"]) == (200, "ready", none["beat"])
+
+
 def test_a_jittered_schedule_fires_each_slot_at_its_own_time_after_it(
     stack: Stack, beats: list[Proc]
 ) -> None:

@@ -215,7 +215,7 @@ def test_worker_counters_reach_the_api_collector(monkeypatch: pytest.MonkeyPatch
         ],
         client=fake,  # type: ignore[arg-type]
     )
-    monkeypatch.setattr(api_metrics, "_redis", lambda _url: fake)
+    monkeypatch.setattr(api_metrics, "redis_client", lambda _url: fake)
 
     # When the API collects
     families = {m.name: m for m in api_metrics.StateCollector()._workers()}
@@ -273,23 +273,30 @@ def test_readiness_caches_and_names_what_failed() -> None:
         calls.append("broker")
         raise ConnectionError("redis://:secret@host is down")
 
-    ready = Readiness({"database": ok("database"), "broker": broken, "workers": ok("workers")}, ttl_s=60)
-    answer = ready.get()
+    def beat() -> dict[str, Any]:
+        calls.append("beat")
+        return {"status": "ok", "holder": "host:7"}
+
+    ready = Readiness(
+        {"database": ok("database"), "broker": broken, "workers": ok("workers")}, ttl_s=60, beat=beat
+    )
+    answer, beat_report = ready.get()
     assert answer == {
         "database": "ok",
         "broker": "unavailable: ConnectionError",
         "workers": "unknown: the broker is unavailable",
     }
-    assert ready.get() is answer
-    assert calls == ["database", "broker"]
+    assert beat_report == {"status": "ok", "holder": "host:7"}
+    assert ready.get()[0] is answer
+    assert calls == ["database", "broker", "beat"]
 
 
 def test_readiness_reports_missing_workers() -> None:
     def no_worker() -> None:
         raise LookupError("no worker answered a ping within 1 s")
 
-    ready = Readiness({"database": lambda: None, "workers": no_worker}, ttl_s=0)
-    assert ready.get()["workers"] == "unavailable: no worker answered a ping within 1 s"
+    ready = Readiness({"database": lambda: None, "workers": no_worker}, ttl_s=0, beat=dict)
+    assert ready.get()[0]["workers"] == "unavailable: no worker answered a ping within 1 s"
 
 
 # -- .env.example ------------------------------------------------------------------------
