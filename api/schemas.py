@@ -13,9 +13,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from agentq.core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
 from agentq.core.public import ExecutionPublic as ExecutionPublic
@@ -199,7 +201,8 @@ MAX_INTERVAL_S = 366 * 24 * 3600
 MAX_JITTER_S = 24 * 3600
 JITTER_DOC = (
     "Spread each fire uniformly over [slot, slot + jitter_s] seconds, the same time for a "
-    "given slot whichever beat fires it; `next_fire_times` still lists the slots."
+    "given slot whichever beat fires it; capped, as Temporal caps it, at the time until the "
+    "next slot. `next_fire_times` still lists the slots."
 )
 
 
@@ -230,27 +233,42 @@ class ScheduleCreate(ScheduleFields):
     params: Params = Field(default_factory=dict)
 
 
+# What a stored schedule always has: a PATCH leaves them out to keep them, never sets them to null.
+NOT_NULL_ON_UPDATE = (
+    "name", "plugin", "command", "params", "timezone", "enabled", "missed_policy", "overlap_policy", "priority",
+)  # fmt: skip
+
+
 class ScheduleUpdate(BaseModel):
-    """Only the fields given change."""
+    """Only the fields given change; ``null`` clears the optional ones (``SkipJsonSchema``:
+    the others are not nullable in the OpenAPI document either)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=128)
-    plugin: Name | None = None
-    command: Name | None = None
-    params: Params | None = None
+    name: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=128)
+    plugin: Name | SkipJsonSchema[None] = None
+    command: Name | SkipJsonSchema[None] = None
+    params: Params | SkipJsonSchema[None] = None
     cron: str | None = Field(None, max_length=128)
     interval_s: float | None = Field(None, ge=1, le=MAX_INTERVAL_S)
-    timezone: str | None = Field(None, max_length=64)
-    enabled: bool | None = None
-    missed_policy: MissedPolicy | None = None
-    overlap_policy: OverlapPolicy | None = None
-    priority: int | None = Field(None, ge=0, le=9)
+    timezone: str | SkipJsonSchema[None] = Field(None, max_length=64)
+    enabled: bool | SkipJsonSchema[None] = None
+    missed_policy: MissedPolicy | SkipJsonSchema[None] = None
+    overlap_policy: OverlapPolicy | SkipJsonSchema[None] = None
+    priority: int | SkipJsonSchema[None] = Field(None, ge=0, le=9)
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
     jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S)
     webhook: WebhookUrl | None = None
     webhook_events: WebhookEvents | None = None
+
+    @field_validator(*NOT_NULL_ON_UPDATE, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # Only given values reach here (defaults are not validated): an explicit null.
+        if value is None:
+            raise ValueError(f"`{info.field_name}` cannot be null; leave it out to keep it as it is")
+        return value
 
 
 class SchedulePublic(BaseModel):
@@ -274,6 +292,9 @@ class SchedulePublic(BaseModel):
     webhook: str | None = Field(None, validation_alias=AliasChoices("webhook_url", "webhook"))
     webhook_events: Annotated[list[str], BeforeValidator(event_names)] = Field(default_factory=list)
     next_run_at: datetime | None
+    next_fire_at: datetime | None = Field(
+        description="When beat fires `next_run_at`: the slot plus its jitter, before the next slot."
+    )
     last_run_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -108,6 +108,7 @@ class Schedule(_Model):
     max_retries: int | None = None
     jitter_s: float | None = None
     next_run_at: datetime | None = None
+    next_fire_at: datetime | None = None
     last_run_at: datetime | None = None
     created_at: datetime
     updated_at: datetime

@@ -6,7 +6,8 @@ the autumn fall-back repeats runs once, at its first occurrence.
 
 A schedule with ``jitter_s`` fires each slot at a time of its own in
 [slot, slot + jitter_s] (``jitter``); its execution's ``slot_at`` is the slot, its
-``created_at`` the time it fired.
+``created_at`` the time it fired. As Temporal does, the jitter is capped at the time from
+the slot to the next one (``fire_at``): a slot never fires after the next is due.
 """
 
 import hashlib
@@ -91,9 +92,30 @@ def jitter(schedule_id: str, slot: datetime, jitter_s: float | None) -> timedelt
     return timedelta(microseconds=round(fraction * jitter_s * 1_000_000))
 
 
+# The slots of a 5-field cron are a minute apart at least.
+_CRON_GAP_MIN_S = 60.0
+
+
+def jitter_bound_s(schedule: Schedule, slot: datetime) -> float | None:
+    """The schedule's ``jitter_s`` for ``slot``, capped at the time until the slot after it.
+
+    Temporal's schedules cap their jitter the same way, per slot: a jitter longer than an
+    interval spreads the fires over the whole interval, and a cron's over the gap that
+    follows each slot (a weekday cron's Friday slot over the weekend).
+    """
+    bound = schedule.jitter_s
+    if not bound:
+        return bound
+    if schedule.interval_s:
+        return min(bound, schedule.interval_s)
+    if bound <= _CRON_GAP_MIN_S or not schedule.cron:
+        return bound
+    return min(bound, (_next_cron(schedule.cron, schedule.timezone, slot) - slot).total_seconds())
+
+
 def fire_at(schedule: Schedule, slot: datetime) -> datetime:
-    """When beat fires ``slot`` of ``schedule``: the slot plus its jitter."""
-    return slot + jitter(schedule.id, slot, schedule.jitter_s)
+    """When beat fires ``slot`` of ``schedule``: the slot plus its jitter, before the next slot."""
+    return slot + jitter(schedule.id, slot, jitter_bound_s(schedule, slot))
 
 
 def upcoming(schedule: Schedule, n: int = 5) -> list[datetime]:

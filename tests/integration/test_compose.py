@@ -266,7 +266,10 @@ def _json_lines(proc: Proc) -> list[dict[str, Any]]:
 def test_an_execution_runs_and_flower_shows_worker_and_task(deployment: Deployment) -> None:
     # Given the deployment is ready: database, broker and a worker
     ready = httpx.get(f"{deployment.api_url}/readyz", trust_env=False).json()
-    assert (ready["status"], ready["checks"]) == ("ready", {"database": "ok", "broker": "ok", "workers": "ok"})
+    assert (ready["status"], ready["checks"]) == (
+        "ready",
+        {"database": "ok", "broker": "ok", "workers": "ok"},
+    )
     assert "holder" in ready["beat"], ready  # reported; beat's own healthcheck is beat-health
 
     # When an execution is submitted through the API

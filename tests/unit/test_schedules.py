@@ -14,6 +14,7 @@ from agentq.core.schedules import (
     fire_at,
     fire_times,
     jitter,
+    jitter_bound_s,
     plan,
     upcoming,
     validate_cron,
@@ -200,6 +201,34 @@ def test_no_jitter_fires_at_the_slot_and_next_fire_times_are_the_slots() -> None
     schedule.jitter_s = 600
     assert slot < fire_at(schedule, slot) <= slot + timedelta(minutes=10)
     assert upcoming(schedule, 3) == [slot + timedelta(hours=h) for h in range(3)]
+
+
+def test_a_jitter_longer_than_an_interval_spreads_fires_over_the_interval() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    schedule = interval(60, "skip", start)
+    schedule.id, schedule.jitter_s = SCHEDULE_ID, 600
+
+    offsets = [
+        (fire_at(schedule, start + timedelta(minutes=i)) - start).total_seconds() - 60 * i
+        for i in range(2000)
+    ]
+
+    assert jitter_bound_s(schedule, start) == 60
+    assert all(0 <= o < 60 for o in offsets)  # each slot before the next is due
+    assert max(offsets) > 55  # over the whole interval, not a part of it
+
+
+def test_a_cron_jitter_is_capped_at_the_gap_after_each_slot() -> None:
+    weekdays = cron("0 9 * * 1-5", "Europe/Berlin", id=SCHEDULE_ID, jitter_s=2 * 86_400)
+    thursday = datetime(2026, 1, 8, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+    friday = thursday + timedelta(days=1)
+
+    assert jitter_bound_s(weekdays, thursday) == 86_400  # Friday's slot is a day after
+    assert jitter_bound_s(weekdays, friday) == 2 * 86_400  # Monday's is three: the jitter itself
+    assert thursday <= fire_at(weekdays, thursday) < friday
+    every_minute = cron("* * * * *", id=SCHEDULE_ID, jitter_s=90)
+    assert jitter_bound_s(every_minute, thursday) == 60
+    assert jitter_bound_s(cron("* * * * *", id=SCHEDULE_ID, jitter_s=45), thursday) == 45
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.schemas import NOT_NULL_ON_UPDATE
 from tests.unit.api.conftest import PROBLEM, LocalAPI
 
 # -- cursors ------------------------------------------------------------------------
@@ -314,3 +315,33 @@ def test_non_json_numbers_lone_surrogates_and_deep_params_fail_alone(local: Loca
         assert all("RFC 8259" in answers[b].json()["detail"] for b in not_json)
         assert answers[too_deep].status_code == 422, answers[too_deep].text
         assert sorted(e["params"]["i"] for e in _written(local, run)) == list(range(GOOD))
+
+
+# -- PATCH of a schedule: null only for what a schedule may lack ----------------------
+
+
+@pytest.mark.parametrize("field", NOT_NULL_ON_UPDATE)
+def test_patching_a_required_schedule_field_to_null_is_a_422_naming_it(api: TestClient, field: str) -> None:
+    response = api.patch("/v1/schedules/01ARZ3NDEKTSV4RRFFQ69G5FAV", json={field: None})
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", field]]
+    assert f"`{field}` cannot be null" in response.json()["detail"]
+
+
+def test_the_openapi_document_says_which_schedule_fields_a_patch_may_clear(api: TestClient) -> None:
+    fields = api.get("/openapi.json").json()["components"]["schemas"]["ScheduleUpdate"]["properties"]
+
+    nullable = {name for name, schema in fields.items() if {"type": "null"} in schema.get("anyOf", [])}
+
+    assert nullable == {
+        "cron",
+        "interval_s",
+        "timeout_s",
+        "max_retries",
+        "jitter_s",
+        "webhook",
+        "webhook_events",
+    }
+    assert nullable.isdisjoint(NOT_NULL_ON_UPDATE)
