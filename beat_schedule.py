@@ -34,8 +34,11 @@ log = logging.getLogger("agentq.beat")
 
 # However soon the next schedule fires, a beat sleeps this long at least between ticks.
 MIN_WAIT_S = 0.01
-# The active beat plans the schedules that fire within this, a set per tick, before they do.
-LOOKAHEAD_S = 5.0
+# The active beat plans the schedules that fire within this, a set per tick, before they do:
+# long enough for a loaded machine to plan 10,000 due in the same minute before it comes.
+LOOKAHEAD_S = 10.0
+# ... but not when a set it planned fires within this: planning one more would delay it.
+ARM_GUARD_S = 0.5
 
 
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
@@ -76,19 +79,24 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 now = utcnow()
                 earliest = self._count_due(now)
                 self._arming = earliest is not None and earliest - now <= self.firer.lookahead
-            if self._arming:
+            firing_soon = self._firing_within(ARM_GUARD_S)
+            if self._arming and not firing_soon:
                 self._arming = self.firer.arm(utcnow())
         except Exception:  # the database may be restarting; the next tick tries again
             log.exception("firing database schedules failed")
             self.firer.disarm()
             self._arming = False
             return min(wait_s, settings.beat_tick_s)
-        if self._arming or fires.left_due:
+        if (self._arming and not firing_soon) or fires.left_due:
             return MIN_WAIT_S
         until = [wait_s, self._next_sweep - time.monotonic()]
         if (due_at := self.firer.next_due) is not None:  # wake as it fires, not up to a tick after
             until.append((due_at - utcnow()).total_seconds())
         return max(MIN_WAIT_S, min(until))
+
+    def _firing_within(self, seconds: float) -> bool:
+        due_at = self.firer.next_due
+        return due_at is not None and (due_at - utcnow()).total_seconds() <= seconds
 
     def _count_due(self, now: datetime) -> datetime | None:
         """Record how many schedules are due; the earliest fire time of all."""

@@ -3,9 +3,10 @@
 ``fire_due`` reads a set of due schedules under lock, plans each (``schedules.plan``) and
 writes the set in one transaction (``store.fire_set``), then publishes its executions.
 The active beat keeps a ``Firer``, which also reads and plans the schedules that fire
-within a lookahead before they do (``arm``): at their time a set costs one UPDATE whose
-compare-and-set checks that each is as planned (its slot, and no edit since:
-``updated_at``) and one INSERT (``store.fire_planned``), and its messages go out from a
+within a lookahead before they do, and builds their statements (``arm``): at their time a
+set costs one UPDATE whose compare-and-set checks that each is as planned (its slot, and
+no edit since: ``updated_at``) and one INSERT (``store.fire_planned``), with no work in
+Python but binding the time it fires; its messages go out, their rows built, from a
 thread of their own while the next set is written. What changed since it was planned is
 fired by ``fire_due``.
 """
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agentq.core import queue, store
 from agentq.core.db import deadlocked
-from agentq.core.models import Execution, Schedule, utcnow
+from agentq.core.models import Schedule, utcnow
 from agentq.core.schedules import fire_at, plan, spec
 from agentq.core.settings import settings
 
@@ -77,21 +78,34 @@ def _plan(schedule: Schedule, now: datetime) -> _Planned:
     return _Planned(firing, fire_times, planned.missed, now)
 
 
-Publish = Callable[[list[Execution]], object]
+@dataclass
+class _Armed:
+    """A set planned ahead, by fire time, and its statements (None: built as it fires)."""
+
+    planned: list[_Planned]
+    prepared: store.Prepared | None
 
 
-def _published(planned: list[_Planned], fired: store.Fired, publish: Publish = queue.publish) -> Fires:
+Publish = Callable[[store.Fired], object]
+
+
+def _publish_now(fired: store.Fired) -> None:
+    queue.publish(fired.executions)
+
+
+def _published(planned: list[_Planned], fired: store.Fired, publish: Publish = _publish_now) -> Fires:
     """Publish what a set fired; its figures."""
-    publish(fired.executions)
+    if fired.values:
+        publish(fired)
     fire_times = {key: at for p in planned for key, at in p.fire_times.items()}
     slots = sum(len(p.firing.specs) + p.missed for p in planned)
     return Fires(
-        executions=len(fired.executions),
+        executions=len(fired.values),
         schedules=len(planned),
-        skipped=slots - len(fired.executions),
+        skipped=slots - len(fired.values),
         lags_s=[
-            (e.created_at - fire_times[(e.schedule_id, e.slot_at)]).total_seconds()  # type: ignore[index]
-            for e in fired.executions
+            (v["created_at"] - fire_times[(v["schedule_id"], v["slot_at"])]).total_seconds()
+            for v in fired.values
         ],
     )
 
@@ -108,7 +122,7 @@ def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: 
     return fires
 
 
-def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish = queue.publish) -> Fires:
+def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish = _publish_now) -> Fires:
     started = time.monotonic()
     fires = Fires()
     conflicts = 0
@@ -135,7 +149,7 @@ def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish
                 alone = store.fire(firing)
                 if alone is not None:
                     done.append(planned[firing.schedule_id])
-                    fired.executions += alone.executions
+                    fired.values += alone.values
         fires.add(_published(done, fired, publish))
         if len(firings) < size or not done:
             return fires
@@ -158,21 +172,20 @@ class Firer:
     """The active beat's firing: ``fire_due``, and the schedules about to fire planned ahead.
 
     ``arm`` plans the next set of schedules that fire within ``lookahead_s``, by (fire time,
-    id) from where the last set ended; the beat calls it between ticks until it has caught
-    up, so that planning thousands never holds up a tick for long.
+    id) from where the last set ended, and builds its statements; the beat calls it between
+    ticks until it has caught up, so that planning thousands never holds up a tick for long.
     """
 
     def __init__(self, lookahead_s: float, most: int = 0) -> None:
         self.lookahead = timedelta(seconds=lookahead_s)
         self.most = most or 20 * settings.beat_batch_size  # planned ahead at once
-        self._armed: deque[_Planned] = deque()  # by fire time
+        self._armed: deque[_Armed] = deque()  # by fire time
         self._last: tuple[datetime, str] | None = None  # the (fire time, id) last planned
         # Sets are published from a thread of their own, in order, while the next is written.
         self._publisher = ThreadPoolExecutor(1, thread_name_prefix="agentq-beat-publish")
 
-    def _publish(self, executions: list[Execution]) -> None:
-        if executions:
-            self._publisher.submit(queue.publish, executions)
+    def _publish(self, fired: store.Fired) -> None:
+        self._publisher.submit(_publish_now, fired)
 
     def close(self) -> None:
         """Wait for what is being published."""
@@ -180,39 +193,55 @@ class Firer:
 
     @property
     def armed(self) -> int:
-        return len(self._armed)
+        return sum(len(a.planned) for a in self._armed)
 
     @property
     def next_due(self) -> datetime | None:
         """When the next set planned ahead fires."""
-        return self._armed[0].due_at if self._armed else None
+        return self._armed[0].planned[0].due_at if self._armed else None
 
     def arm(self, now: datetime) -> bool:
         """Plan the next set that fires within the lookahead; whether there may be more."""
-        if len(self._armed) >= self.most:
+        if self.armed >= self.most:
             return False
         size = settings.beat_batch_size
         found = store.upcoming(now + self.lookahead, self._last, size)
+        if not found:
+            return False
+        planned = []
         for schedule in found:
             assert schedule.next_fire_at is not None
-            self._armed.append(_plan(schedule, schedule.next_fire_at))
-            self._last = (schedule.next_fire_at, schedule.id)
+            planned.append(_plan(schedule, schedule.next_fire_at))
+        self._last = (planned[-1].due_at, planned[-1].firing.schedule_id)
+        # A set that all fires at one time (a shared minute) is fired as built here.
+        at = planned[0].due_at
+        shared = all(p.due_at == at for p in planned)
+        prepared = store.prepare([p.firing for p in planned], at) if shared else None
+        self._armed.append(_Armed(planned, prepared))
         return len(found) == size
 
     def disarm(self) -> None:
         self._armed.clear()
         self._last = None
 
+    def _next_due(self, now: datetime) -> tuple[list[_Planned], store.Prepared | None]:
+        """The next set planned ahead that is due at ``now``: all of the first, or its due part."""
+        head = self._armed[0]
+        if head.planned[-1].due_at <= now:
+            self._armed.popleft()
+            return head.planned, head.prepared
+        due = [p for p in head.planned if p.due_at <= now]
+        head.planned, head.prepared = head.planned[len(due) :], None
+        return due, None
+
     def fire(self, budget_s: float = math.inf, *, sweep: bool = True) -> Fires:
         """Fire what was planned ahead and is due, then (``sweep``) whatever else is due."""
         size = settings.beat_batch_size
         started = time.monotonic()
         fires = Fires()
-        while self._armed and self._armed[0].due_at <= (now := utcnow()):
-            batch: list[_Planned] = []
-            while self._armed and len(batch) < size and self._armed[0].due_at <= now:
-                batch.append(self._armed.popleft())
-            kept, fired = store.fire_planned([p.firing for p in batch])
+        while self._armed and self._armed[0].planned[0].due_at <= (now := utcnow()):
+            batch, prepared = self._next_due(now)
+            kept, fired = store.fire_planned([p.firing for p in batch], prepared)
             # Those not kept changed since they were planned: fire_due fires them as they are.
             ids = {f.schedule_id for f in kept}
             fires.add(_published([p for p in batch if p.firing.schedule_id in ids], fired, self._publish))

@@ -41,10 +41,12 @@ from agentq.core.store.executions import (
 from agentq.core.store.firing import (
     Fired,
     Firing,
+    Prepared,
     due_summary,
     fire,
     fire_planned,
     fire_set,
+    prepare,
     upcoming,
 )
 from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
@@ -75,6 +77,7 @@ __all__ = [
     "Firing",
     "NewEvent",
     "NewExecution",
+    "Prepared",
     "RetryFilter",
     "Submitted",
     "cancel_execution",
@@ -107,6 +110,7 @@ __all__ = [
     "new_id",
     "owner_of_key",
     "ping",
+    "prepare",
     "publish_catalog",
     "purge_finished",
     "read_catalog",

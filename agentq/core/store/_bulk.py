@@ -8,6 +8,7 @@ it for its column (``bind_processor``: SQLite stores datetimes as strings).
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -86,7 +87,22 @@ def advance(
     return sql, params
 
 
-def insert_fired(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class FiredInsert:
+    """An INSERT … SELECT of new executions, built once (``build_insert``); ``params`` binds
+    the values that the whole set shares (its status, when it was created, ...) as it runs."""
+
+    sql: str
+    shared: tuple[str, ...]  # the columns bound once for the set, in the statement's order
+    binders: Mapping[str, Callable[[Any], Any]]
+    rows: list[Any]  # the ``PER_EXECUTION`` values of every row, bound
+
+    def params(self, values: Mapping[str, Any]) -> list[Any]:
+        """The statement's parameters, the shared ones from ``values``."""
+        return [self.binders[c](values[c]) for c in self.shared] + self.rows
+
+
+def build_insert(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> FiredInsert:
     """One INSERT … SELECT of new executions (``new_values`` of one moment) that takes most
     of their columns from their schedules' rows, and ignores a (schedule, slot) fired before.
 
@@ -96,7 +112,7 @@ def insert_fired(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> tuple[st
     mark = _mark(dialect)
     columns = list(new[0])
     binders = {c: _binder(EXECUTIONS, c, dialect) for c in columns}
-    params: list[Any] = []
+    shared = []
     select = []
     for column in columns:
         if column in FROM_SCHEDULE:
@@ -105,14 +121,20 @@ def insert_fired(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> tuple[st
             select.append(f"v.{column}")
         else:
             select.append(mark)
-            params.append(binders[column](new[0][column]))
+            shared.append(column)
     first = "SELECT " + ", ".join(f"{mark} AS {c}" for c in PER_EXECUTION)
     rest = " UNION ALL SELECT " + ", ".join([mark] * len(PER_EXECUTION))
-    for values in new:
-        params.extend(binders[c](values[c]) for c in PER_EXECUTION)
+    per_row = [binders[c] for c in PER_EXECUTION]
+    rows = [bind(values[c]) for values in new for c, bind in zip(PER_EXECUTION, per_row, strict=True)]
     ignore = "OR IGNORE" if dialect.name == "sqlite" else "IGNORE"
     sql = (
         f"INSERT {ignore} INTO executions ({', '.join(columns)}) SELECT {', '.join(select)}"
         f" FROM ({first}{rest * (len(new) - 1)}) AS v JOIN schedules AS s ON s.id = v.schedule_id"
     )
-    return sql, params
+    return FiredInsert(sql, tuple(shared), binders, rows)
+
+
+def insert_fired(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> tuple[str, list[Any]]:
+    """``build_insert``'s statement and its parameters, at once."""
+    built = build_insert(dialect, new)
+    return built.sql, built.params(new[0])

@@ -25,9 +25,9 @@ from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
 
 
-def new_id() -> str:
-    """A sortable id (ULID): keyset pagination orders by it."""
-    return str(ULID())
+def new_id(at: datetime | None = None) -> str:
+    """A sortable id (ULID) of now, or of the moment ``at``: keyset pagination orders by it."""
+    return str(ULID() if at is None else ULID.from_datetime(at))
 
 
 @dataclass(frozen=True)
@@ -172,10 +172,13 @@ _ROWS_BY_KEY = select(EXECUTIONS).where(
 )
 
 
-def new_values(spec: NewExecution, now: datetime, publish_by: datetime) -> dict[str, Any]:
-    """The columns of a new execution: inserted as they are, and the ORM row built from them."""
+def new_values(
+    spec: NewExecution, now: datetime, publish_by: datetime, *, id_at: datetime | None = None
+) -> dict[str, Any]:
+    """The columns of a new execution: inserted as they are, and the ORM row built from them.
+    Its id is of ``id_at`` when given (a fire planned ahead: the time it fires), else of now."""
     return {
-        "id": new_id(),
+        "id": new_id(id_at),
         "owner": spec.owner,
         "plugin": spec.plugin,
         "command": spec.command,

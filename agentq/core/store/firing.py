@@ -8,7 +8,8 @@ compare-and-set and on the unique key (schedule, slot), not on the lock: where t
 locks nothing (SQLite) and another firer won a row, the UPDATE matches fewer rows,
 nothing is written, and the caller fires that set one by one (``fire``); a slot fired
 before is ignored by the INSERT. The active beat also plans ahead what is about to fire
-(``upcoming``) and fires it at its time with a check of what it read (``fire_planned``).
+(``upcoming``), builds its statements then (``prepare``), and fires it at its time with a
+check of what it read (``fire_planned``).
 """
 
 from collections.abc import Callable, Sequence
@@ -20,10 +21,10 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy import inspect as sa_inspect
 
-from agentq.core.db import autocommit_scope, session_scope
+from agentq.core.db import autocommit_scope, engine, session_scope
 from agentq.core.models import Execution, Schedule, utcnow
 from agentq.core.settings import settings
-from agentq.core.store._bulk import SCHEDULES, advance, insert_fired
+from agentq.core.store._bulk import SCHEDULES, FiredInsert, advance, build_insert
 from agentq.core.store._rows import _MYSQL_DIALECTS, CANCELLABLE, EXECUTIONS
 from agentq.core.store.executions import NewExecution, _inserted_row, new_values
 
@@ -46,9 +47,36 @@ class Firing:
 class Fired:
     """What a set of firings wrote."""
 
-    executions: list[Execution] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)  # the columns of each execution
     overlapped: set[str] = field(default_factory=set)  # schedules that skipped: a run was live
     duplicates: int = 0  # slots fired before (the unique key ignored them)
+
+    @property
+    def executions(self) -> list[Execution]:
+        """The executions inserted, built when asked (beat builds them as it publishes them)."""
+        return [_inserted_row(values) for values in self.values]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Firings planned ahead with their statements built (``prepare``): firing them at their
+    time binds only that time."""
+
+    firings: list[Firing]
+    update: tuple[str, list[Any]]  # ``advance``, its compare-and-set checking for edits too
+    new: list[dict[str, Any]]  # each execution's values; ids of the time it fires
+    insert: FiredInsert | None  # None: no executions (no slot fires)
+
+
+def prepare(firings: Sequence[Firing], at: datetime) -> Prepared | None:
+    """The statements of firing ``firings`` (planned to fire at ``at``), built ahead; None where
+    firing needs a read first (overlap policy ``skip``: whether a run is live)."""
+    if any(f.skip_if_active and f.specs for f in firings):
+        return None
+    dialect = engine().dialect
+    new = [new_values(spec, at, at, id_at=at) for f in firings for spec in f.specs]
+    update = advance(dialect, firings, unedited=True)
+    return Prepared(list(firings), update, new, build_insert(dialect, new) if new else None)
 
 
 class _Missed(Exception):
@@ -144,17 +172,19 @@ def _as_planned_query(locking: bool, skip_locked: bool) -> Select[Any]:
     return query.with_for_update(skip_locked=skip_locked) if locking else query
 
 
-def fire_planned(firings: Sequence[Firing]) -> tuple[list[Firing], Fired]:
+def fire_planned(firings: Sequence[Firing], prepared: Prepared | None = None) -> tuple[list[Firing], Fired]:
     """Fire schedules planned ahead (``upcoming``) that are still as they were read (the same
     slot due, no edit since: ``updated_at``), in one transaction. Returns those and what they
     wrote; the others are left as they are, due.
 
-    First in one UPDATE whose compare-and-set takes ``updated_at`` too; if any schedule
-    changed, that is undone, and the set is read under lock to keep those that did not.
+    First in one UPDATE whose compare-and-set takes ``updated_at`` too (with ``prepared``,
+    the statements of these very firings, built ahead); if any schedule changed, that is
+    undone, and the set is read under lock to keep those that did not.
     """
+    assert prepared is None or len(prepared.firings) == len(firings)
     try:
         with session_scope() as session:
-            return list(firings), _write(session.connection(), firings, unedited=True)
+            return list(firings), _write(session.connection(), firings, unedited=True, prepared=prepared)
     except _Missed:
         pass
     try:
@@ -180,10 +210,17 @@ def fire(firing: Firing) -> Fired | None:
         return None
 
 
-def _write(connection: Connection, firings: Sequence[Firing], *, unedited: bool = False) -> Fired:
+def _write(
+    connection: Connection,
+    firings: Sequence[Firing],
+    *,
+    unedited: bool = False,
+    prepared: Prepared | None = None,
+) -> Fired:
     if not firings:
         return Fired()
-    sql, params = advance(connection.dialect, firings, unedited=unedited)
+    dialect = connection.dialect
+    sql, params = prepared.update if prepared else advance(dialect, firings, unedited=unedited)
     if connection.exec_driver_sql(sql, tuple(params)).rowcount != len(firings):
         raise _Missed
     fired = Fired()
@@ -192,20 +229,27 @@ def _write(connection: Connection, firings: Sequence[Firing], *, unedited: bool 
         fired.overlapped = set(connection.execute(_LIVE_RUNS, {"ids": watched}).scalars())
     now = utcnow()
     publish_by = now + timedelta(seconds=settings.queued_lease_s)
-    new = [
-        new_values(spec, now, publish_by)
-        for f in firings
-        if f.schedule_id not in fired.overlapped
-        for spec in f.specs
-    ]
-    if new:
-        sql, params = insert_fired(connection.dialect, new)
-        inserted = connection.exec_driver_sql(sql, tuple(params)).rowcount
+    if prepared is not None:
+        new, insert = prepared.new, prepared.insert
+    else:
+        new = [
+            new_values(spec, now, publish_by)
+            for f in firings
+            if f.schedule_id not in fired.overlapped
+            for spec in f.specs
+        ]
+        insert = build_insert(dialect, new) if new else None
+    if insert is not None:
+        moment = {**new[0], "created_at": now, "lease_expires_at": publish_by}
+        inserted = connection.exec_driver_sql(insert.sql, tuple(insert.params(moment))).rowcount
         if inserted != len(new):  # some slots were fired before: keep the rows that went in
             went_in = set(connection.execute(_IDS_IN, {"ids": [v["id"] for v in new]}).scalars())
             fired.duplicates = len(new) - len(went_in)
             new = [v for v in new if v["id"] in went_in]
-    fired.executions = [_inserted_row(values) for values in new]
+    if prepared is not None:
+        for values in new:
+            values["created_at"], values["lease_expires_at"] = now, publish_by
+    fired.values = new
     return fired
 
 
