@@ -31,7 +31,8 @@ from agentq.core.settings import settings
 log = logging.getLogger("agentq.schedules")
 
 # Firers that race (beats without the lock, a lock handed over mid-set) can deadlock on
-# the executions' unique index; the loser's set is read again, a few times at most.
+# the executions' unique index, or lose part of a set read while another wrote it; the
+# loser reads what is still due again, a few times at most.
 _CONFLICTS_MOST = 5
 
 
@@ -151,6 +152,8 @@ def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish
                     done.append(planned[firing.schedule_id])
                     fired.values += alone.values
         fires.add(_published(done, fired, publish))
+        if len(done) < len(firings) and (conflicts := conflicts + 1) <= _CONFLICTS_MOST:
+            continue  # another firer won some of the set: what is still due is read again
         if len(firings) < size or not done:
             return fires
         if time.monotonic() - started >= budget_s:
