@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from celery.beat import Scheduler
 
-from agentq.core import beat_metrics, store
+from agentq.core import beat_metrics, queue, store
 from agentq.core.firing import Firer
 from agentq.core.leadership import Leadership
 from agentq.core.models import utcnow
@@ -75,6 +75,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             fires = self.firer.fire(budget_s=settings.beat_lock_s / 2, sweep=sweep)
             beat_metrics.record_fires(fires.executions, fires.skipped, fires.lags_s)
             if sweep:
+                # Delayed executions whose run_at came start within a tick of it.
+                queue.publish(store.release_due())
                 self._next_sweep = 0.0 if fires.left_due else time.monotonic() + settings.beat_tick_s
                 now = utcnow()
                 earliest = self._count_due(now)

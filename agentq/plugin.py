@@ -200,6 +200,9 @@ class Plugin:
     version: ClassVar[str] = "1"
     # The Celery queue its executions go to; None means the worker's default queue.
     queue: ClassVar[str | None] = None
+    # Its executions running at once across the fleet (every worker, every key); None: no
+    # limit. ``AGENTQ_PLUGIN_LIMITS`` overrides it.
+    max_concurrency: ClassVar[int | None] = None
     commands: ClassVar[dict[str, Command]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from agentq.core.db import dispose_async_engine
 from agentq.core.settings import settings
 from api import docs, problems
 from api.limits import BodyLimit
-from api.routes import compat, events, executions, health, keys, plugins, redrive, schedules, webhooks
+from api.routes import compat, events, executions, health, keys, limits, plugins, redrive, schedules, webhooks
 from api.submit import flush_publishes
 from api.waiters import waiters
 
@@ -48,7 +48,7 @@ def create_app() -> FastAPI:
     docs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit)
-    for module in (executions, redrive, events, schedules, webhooks, plugins, keys, compat, health):
+    for module in (executions, redrive, events, schedules, webhooks, limits, plugins, keys, compat, health):
         app.include_router(module.router)
     return app
 

@@ -2,13 +2,14 @@
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,17 @@ from agentq.core.settings import MAX_TIMEOUT_S, settings
 from api.webhook_schemas import WebhookEvents, WebhookFields, WebhookUrl
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+ConcurrencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$",
+        description="Executions sharing it count against its limit (`PUT /v1/limits/{concurrency_key}`).",
+        examples=["tenant-42"],
+    ),
+]
+MaxRunning = Annotated[int, Field(ge=1, le=1_000_000, description="How many may run at once.")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 MAX_BATCH = 1000
 # Ids are ULIDs: 26 characters of Crockford's base32, the first at most 7.
@@ -77,6 +89,33 @@ class ExecutionCreate(WebhookFields):
     idempotency_key: IdempotencyKey | None = Field(
         None, description="Dedupes like the Idempotency-Key header (which wins when both are given)."
     )
+    concurrency_key: ConcurrencyKey | None = None
+    run_at: AwareDatetime | None = Field(
+        None, description="Start no earlier than this (RFC 3339, with its offset); not with `delay_s`."
+    )
+    delay_s: float | None = Field(
+        None, ge=0, description="Start this many seconds from now; not with `run_at`."
+    )
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> "ExecutionCreate":
+        if self.run_at is not None and self.delay_s is not None:
+            raise ValueError("give `run_at` or `delay_s`, not both")
+        ahead_s = self.delay_s if self.delay_s is not None else None
+        if self.run_at is not None:
+            ahead_s = (self.run_at - datetime.now(UTC)).total_seconds()
+        if ahead_s is not None and ahead_s > settings.run_at_horizon_s:
+            raise ValueError(
+                f"the start is {ahead_s:.0f} s ahead; at most {settings.run_at_horizon_s:.0f} s "
+                "(AGENTQ_RUN_AT_HORIZON_S) may be asked for"
+            )
+        return self
+
+    def starts_at(self) -> datetime | None:
+        """When it may start, if later than now."""
+        if self.delay_s:
+            return datetime.now(UTC) + timedelta(seconds=self.delay_s)
+        return self.run_at
 
 
 RetryableStatus = Literal["failed", "timed_out", "cancelled"]
@@ -224,6 +263,7 @@ class ScheduleFields(WebhookFields):
     timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
     max_retries: int | None = Field(None, ge=0, le=100)
     jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S, description=JITTER_DOC)
+    concurrency_key: ConcurrencyKey | None = None
 
 
 class ScheduleCreate(ScheduleFields):
@@ -261,6 +301,7 @@ class ScheduleUpdate(BaseModel):
     jitter_s: float | None = Field(None, ge=0, le=MAX_JITTER_S)
     webhook: WebhookUrl | None = None
     webhook_events: WebhookEvents | None = None
+    concurrency_key: ConcurrencyKey | None = None
 
     @field_validator(*NOT_NULL_ON_UPDATE, mode="before")
     @classmethod
@@ -291,6 +332,7 @@ class SchedulePublic(BaseModel):
     jitter_s: float | None
     webhook: str | None = Field(None, validation_alias=AliasChoices("webhook_url", "webhook"))
     webhook_events: Annotated[list[str], BeforeValidator(event_names)] = Field(default_factory=list)
+    concurrency_key: str | None = None
     next_run_at: datetime | None
     next_fire_at: datetime | None = Field(
         description="When beat fires `next_run_at`: the slot plus its jitter, before the next slot."
@@ -320,6 +362,33 @@ class ApiKeyPublic(BaseModel):
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    max_running: int | None = Field(None, description="Its executions running at once; null: no limit.")
+
+
+class ApiKeyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_running: MaxRunning | None = Field(description="Its executions running at once; null: no limit.")
+
+
+class LimitUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_running: MaxRunning
+
+
+class LimitPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    concurrency_key: str = Field(validation_alias="name")
+    max_running: int
+    running: int = Field(description="Its executions running (admitted) now.")
+    waiting: int = Field(description="Its executions held back now (by a limit or their `run_at`).")
+    updated_at: datetime
+
+
+class LimitsPublic(BaseModel):
+    limits: list[LimitPublic]
 
 
 class ApiKeyCreated(ApiKeyPublic):

@@ -74,6 +74,8 @@ def prepare(
                 owner=owner,
                 webhook_url=item.webhook,
                 webhook_events=event_flags(item.webhook_events),
+                concurrency_key=item.concurrency_key,
+                run_at=item.starts_at(),
             )
         )
     return specs

@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agentq.core import notify, queue, store
 from agentq.core.errors import DatabaseUnavailable
-from agentq.core.models import ExecutionStatus
+from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
 from workers import metrics
 from workers.attempt import Attempt, Key
@@ -47,7 +47,8 @@ def record(ended: list[tuple[Attempt, Ran]], running: dict[Key, Attempt]) -> lis
     """Write the outcomes of attempts that ended, then publish what runs again; returns each
     one's recorded status. ``running`` holds the runs whose leases the process keeps."""
     recordings = [(run, recording(run, *ran)) for run, ran in ended]
-    statuses = write(recordings)
+    statuses, admitted = write(recordings)
+    queue.publish(admitted)  # held executions that took the slots of those that ended
     for run, _ in ended:  # its lease is no longer this process's to keep
         running.pop((run.id, run.number), None)
     again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
@@ -65,13 +66,14 @@ def record(ended: list[tuple[Attempt, Ran]], running: dict[Key, Attempt]) -> lis
     return [statuses[run.id] for run, _ in ended]
 
 
-def write(recordings: list[tuple[Attempt, Recording]]) -> dict[str, str]:
+def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], list[Execution]]:
     """Write outcomes in one transaction with the events their attempts still hold;
-    returns each attempt's status as recorded (``superseded``: its row had moved on)."""
+    returns each attempt's status as recorded (``superseded``: its row had moved on), and
+    the held executions admitted into the slots of those that ended."""
     statuses = {run.id: S.CANCELLED.value for run, r in recordings if r.finish is None}
     writes = [(run, r.finish) for run, r in recordings if r.finish is not None]
     if not writes:
-        return statuses
+        return statuses, []
     for run, _ in writes:
         run.recorded = True
         run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
@@ -81,14 +83,15 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> dict[str, str]:
             for run, finish in writes
         ]
         try:
-            written = with_db_retry(store.finish, finishes)
+            finished = with_db_retry(store.finish, finishes)
         except DatabaseUnavailable as exc:
             log.error("%d outcomes not written, their leases will run them again: %s", len(writes), exc)
-            return statuses | {run.id: "unrecorded" for run, _ in writes}
+            return statuses | {run.id: "unrecorded" for run, _ in writes}, []
     finally:
         for run, _ in writes:
             run.flushing.release()
+    written = finished.written
     notify.publish_many((f.execution_id, f.status) for f in finishes if f.execution_id in written)
     return statuses | {
         f.execution_id: f.status.value if f.execution_id in written else "superseded" for f in finishes
-    }
+    }, finished.admitted

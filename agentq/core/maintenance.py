@@ -14,13 +14,16 @@ log = logging.getLogger("agentq.maintenance")
 def reap(now: datetime) -> dict[str, int]:
     """Act on live executions whose lease ran out.
 
-    Queued or retrying: never published, or its message was lost; publish it again
+    First the passes that admit held executions: delayed ones now due, and any held one a
+    slot is free for (a safety net: a finish admits into the slot it frees). Then, queued
+    or retrying: never published, or its message was lost; publish it again
     (a duplicate is harmless: the claim lets one delivery run). Running: its worker died
     (or lost the database for a lease); no worker holds it, so it leaves ``running``:
     ``retrying``, published for its next attempt, or ``failed`` when the lost run was its
     last attempt, so a run that kills its worker every time ends.
     """
     republish, failed = [], 0
+    admitted = store.release_due(now) + store.admit_held()  # held ones the passes missed
     for row in store.expired_leases(now):
         if row.status is S.RUNNING:
             lost = f"The worker running attempt {row.attempts} was lost (its lease expired)"
@@ -28,13 +31,16 @@ def reap(now: datetime) -> dict[str, int]:
                 status, message = S.FAILED, f"{lost}; no attempts are left."
             else:
                 status, message = S.RETRYING, f"{lost}; it runs again."
-            if not store.end_lost(row.id, row.attempts, status, message):
+            ended, took_slot = store.end_lost(row.id, row.attempts, status, message, admitted=row.admitted)
+            if not ended:
                 continue  # renewed or ended meanwhile
+            admitted += took_slot
             notify.publish(row.id, status)
             if status is S.FAILED:
                 failed += 1
                 continue
         republish.append(row)
+    queue.publish(admitted)  # fresh leases: left to a later pass if the broker is down
     if republish:
         if queue.publish(republish):
             return {"republished": 0, "failed": failed}

@@ -4,7 +4,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Enum, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, Index, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +30,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+# Why a queued execution is held back, not published: its ``run_at`` is ahead, or a
+# concurrency limit that applies to it is full.
+HOLD_RUN_AT = "run_at"
+HOLD_LIMIT = "limit"
 # The owner of what the bootstrap admin key (AGENTQ_ADMIN_API_KEY) creates.
 ADMIN_OWNER = "admin"
 # An execution's priority when its request names none: 0..9, 9 runs first.
@@ -144,6 +148,14 @@ class Execution(Base):
     # lifecycle's cheap check of whether a status change writes a delivery.
     webhook_url: Mapped[str2048 | None]
     webhook_events: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Fair share (``store.admissions``): the client's concurrency key; when it may start
+    # (delayed runs); why it is held back, if it is (``HOLD_RUN_AT`` or ``HOLD_LIMIT``), and
+    # which full limits it waits on; whether it holds admissions (counted by its limits).
+    concurrency_key: Mapped[str128 | None]
+    run_at: Mapped[datetime | None]
+    held: Mapped[str16 | None]
+    waiting_on: Mapped[list[str] | None] = mapped_column(JSON())
+    admitted: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     __table_args__ = (
         Index("ix_executions_owner_id", "owner", "id"),
@@ -152,6 +164,9 @@ class Execution(Base):
         Index("ix_executions_schedule_id_id", "schedule_id", "id"),
         Index("ix_executions_retry_of", "retry_of"),
         Index("ix_executions_status_lease", "status", "lease_expires_at"),
+        # Held rows: the delayed ones by due time, those waiting for a plugin's slot by owner.
+        Index("ix_executions_held_run_at", "held", "run_at"),
+        Index("ix_executions_held_plugin", "held", "plugin", "owner", "priority", "id"),
         UniqueConstraint("owner", "idempotency_key", name="uq_executions_owner_idempotency_key"),
         # Exactly one execution per schedule slot, however many beats try.
         UniqueConstraint("schedule_id", "slot_at", name="uq_executions_schedule_slot"),
@@ -195,6 +210,7 @@ class Schedule(Base):
     priority: Mapped[int] = mapped_column(default=DEFAULT_PRIORITY)
     timeout_s: Mapped[float | None]
     max_retries: Mapped[int | None]
+    concurrency_key: Mapped[str128 | None]  # its executions' (see ``Execution``)
     # Each fire is spread over [slot, slot + jitter_s], the same for a (schedule, slot).
     jitter_s: Mapped[float | None]
     next_run_at: Mapped[datetime | None]  # the next slot; None while disabled
@@ -222,6 +238,7 @@ class ApiKey(Base):
     key_hash: Mapped[str64]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    max_running: Mapped[int | None]  # of its executions at once, across the fleet; None: no limit
 
     __table_args__ = (UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),)
 
@@ -240,6 +257,9 @@ class PluginCommand(Base):
     queue: Mapped[str64]
     result_type: Mapped[str64]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The plugin's executions running at once, across the fleet (the class's
+    # ``max_concurrency`` or the worker's ``AGENTQ_PLUGIN_LIMITS``); None: no limit.
+    max_concurrency: Mapped[int | None]
 
 
 class WebhookEndpoint(Base):
@@ -314,3 +334,37 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[float]
     response: Mapped[str2048 | None]  # the first KiB of the body
     next_attempt_at: Mapped[datetime | None]
+
+
+class ConcurrencyLimit(Base):
+    """How many executions of an owner's concurrency key may run at once."""
+
+    __tablename__ = "concurrency_limits"
+
+    owner: Mapped[str64] = mapped_column(primary_key=True)
+    name: Mapped[str128] = mapped_column(primary_key=True)
+    max_running: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Admission(Base):
+    """One running (admitted, not ended) execution counted by one limit: a limit's load is
+    the COUNT of its rows, so it cannot drift. ``scope`` names the limit
+    (``agentq.core.limits``)."""
+
+    __tablename__ = "admissions"
+
+    scope: Mapped[str255] = mapped_column(primary_key=True)
+    execution_id: Mapped[ulid] = mapped_column(primary_key=True)
+    owner: Mapped[str64]  # the execution's: a plugin's slots are shared between owners in turn
+
+    __table_args__ = (Index("ix_admissions_execution_id", "execution_id"),)
+
+
+class AdmissionGate(Base):
+    """One row that every admission decision locks first, so that two never overlap."""
+
+    __tablename__ = "admission_gate"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    turns: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -58,3 +58,10 @@ class ExecutionPublic(BaseModel):
     webhook_events: Annotated[list[str], BeforeValidator(event_names)] = Field(
         default_factory=list, description="What its own webhook is sent: `started`, `completed`."
     )
+    concurrency_key: str | None = None
+    run_at: datetime | None = None
+    waiting_on: list[str] | None = Field(
+        None,
+        description="While `queued` and held back: `run_at`, or the full limits "
+        "(`api_key`, `plugin:<name>`, `concurrency_key:<name>`).",
+    )

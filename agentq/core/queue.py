@@ -172,8 +172,10 @@ def publish(executions: Sequence[Execution], countdown: float | None = None) -> 
 
     Every publisher (the API, beat, run-now, the reaper, retries and hand-backs) goes
     through here: an accepted execution is never lost to a broker outage, and the caller
-    answers as if it had been published.
+    answers as if it had been published. Executions held back (``held``: for their
+    ``run_at``, or a full concurrency limit) are not published: they start when admitted.
     """
+    executions = [e for e in executions if e.held is None]
     if not executions:
         return set()
     try:

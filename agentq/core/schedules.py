@@ -182,6 +182,7 @@ def spec(schedule: Schedule, slot: datetime) -> store.NewExecution:
         owner=schedule.owner,
         webhook_url=schedule.webhook_url,
         webhook_events=schedule.webhook_events,
+        concurrency_key=schedule.concurrency_key,
     )
 
 

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     beat_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     beat_metrics_host: str = "127.0.0.1"
 
+    # Plugin name -> its executions running at once across the fleet, as JSON
+    # ('{"llm": 20}'); overrides a plugin class's ``max_concurrency``. Set it alike for
+    # every process: workers publish it with their catalog, the others apply it too.
+    plugin_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # A delayed run (``run_at``, ``delay_s``) may be asked for at most this far ahead.
+    run_at_horizon_s: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
+
     # Per API key: a token bucket refilled at this rate (0 turns it off), holding `burst`.
     rate_limit_per_s: Annotated[float, Field(ge=0)] = 100.0
     rate_limit_burst: Annotated[int, Field(ge=1)] = 200

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from agentq.core import notify, store
+from agentq.core import notify, queue, store
 from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
 from api import polling
@@ -68,12 +68,21 @@ def read_executions(
     status: ExecutionStatus | None = None,
     plugin: Annotated[str | None, Query(max_length=64)] = None,
     schedule_id: Annotated[str | None, Query(max_length=26)] = None,
+    waiting: Annotated[
+        bool | None, Query(description="`true`: only those held back (`waiting_on`); `false`: the others.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Cursor = None,
 ) -> ExecutionsPublic:
-    """List executions, newest first, filtered by status, plugin or schedule."""
+    """List executions, newest first, filtered by status, plugin, schedule or being held."""
     rows, next_cursor = store.list_executions(
-        owner, status=status, plugin=plugin, schedule_id=schedule_id, limit=limit, cursor=cursor
+        owner,
+        status=status,
+        plugin=plugin,
+        schedule_id=schedule_id,
+        waiting=waiting,
+        limit=limit,
+        cursor=cursor,
     )
     return ExecutionsPublic(
         executions=[ExecutionPublic.model_validate(r) for r in rows], next_cursor=next_cursor
@@ -88,6 +97,7 @@ async def cancel_execution(execution_id: str, owner: OwnerDep) -> ExecutionPubli
 
 
 def _cancel(execution_id: str, owner: str) -> Execution:
-    row = store.cancel_execution(execution_id, owner)
+    row, admitted = store.cancel_execution(execution_id, owner)
     notify.publish(row.id, row.status)  # wakes long-polls and event streams
+    queue.publish(admitted)  # held executions that took the slot it freed
     return row

@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter, Response
 
-from agentq.core import keys, store
+from agentq.core import keys, queue, store
 from agentq.core.errors import NotFound
 from api.auth import AdminDep
 from api.jsonbody import JSONRoute
-from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
+from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic, ApiKeyUpdate
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=JSONRoute)
 
@@ -30,3 +30,14 @@ def revoke_key(key_id: str, _: AdminDep) -> None:
     """Revoke a key; it stops working within AGENTQ_KEY_CACHE_S."""
     if store.revoke_api_key(key_id) is None:
         raise NotFound(f"No API key with id {key_id!r}.")
+
+
+@router.patch("/{key_id}")
+def update_key(key_id: str, key_in: ApiKeyUpdate, _: AdminDep) -> ApiKeyPublic:
+    """Set how many of a key's executions may run at once (`max_running`; null: no limit)."""
+    key, admitted = store.set_key_max_running(key_id, key_in.max_running)
+    if key is None:
+        raise NotFound(f"No API key with id {key_id!r}.")
+    store.admissions.forget_limits()
+    queue.publish(admitted)
+    return ApiKeyPublic.model_validate(key)

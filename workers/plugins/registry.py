@@ -6,6 +6,7 @@ from importlib.metadata import entry_points
 
 from agentq.core.errors import PluginNotFound, UnknownCommand
 from agentq.core.models import PluginCommand, utcnow
+from agentq.core.settings import settings
 from agentq.plugin import Command, Plugin
 
 ENTRY_POINT_GROUP = "agentq.plugins"
@@ -80,6 +81,7 @@ class Registry:
                 queue=plugin.queue or default_queue,
                 result_type=cmd.result_type or plugin.name,
                 updated_at=now,
+                max_concurrency=settings.plugin_limits.get(plugin.name, plugin.max_concurrency),
             )
             for plugin in self._plugins.values()
             for cmd in type(plugin).commands.values()

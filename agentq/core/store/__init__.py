@@ -8,6 +8,8 @@
 - ``webhooks``, ``deliveries``, ``sending``: subscriptions, the outbox of webhook
   deliveries (written by the lifecycle with the status changes), and the senders' claim
   and record; used as ``store.webhooks.…`` and so on;
+- ``admissions``: concurrency limits' decisions (admit, hold, free a slot); ``limits``:
+  the limits clients set, and the passes that admit held executions;
 - ``firing``: firing due schedules a set at a time (``_bulk``: its two statements);
 - ``maintenance``: expired leases, lost workers, purging, readiness;
 - ``_plans`` and ``_rows``: what those share (statement plans; tables, lock order, rows).
@@ -21,6 +23,7 @@ Callers use the package: ``from agentq.core import store; store.claim(...)``.
 """
 
 from agentq.core.store import deliveries, sending, webhooks
+from agentq.core.store.admissions import may_be_limited
 from agentq.core.store.catalog import publish_catalog, read_catalog
 from agentq.core.store.events import NewEvent, read_events, record_events, status_event
 from agentq.core.store.executions import (
@@ -50,7 +53,16 @@ from agentq.core.store.firing import (
     upcoming,
 )
 from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
-from agentq.core.store.lifecycle import Finish, claim, finish, heartbeat
+from agentq.core.store.lifecycle import Finish, Finished, claim, finish, heartbeat
+from agentq.core.store.limits import (
+    LimitState,
+    admit_held,
+    delete_limit,
+    list_limits,
+    put_limit,
+    release_due,
+    set_key_max_running,
+)
 from agentq.core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from agentq.core.store.redrive import (
     MAX_BULK_KEY,
@@ -73,13 +85,16 @@ __all__ = [
     "MAX_RETRY_BATCH",
     "RETRYABLE",
     "Finish",
+    "Finished",
     "Fired",
     "Firing",
+    "LimitState",
     "NewEvent",
     "NewExecution",
     "Prepared",
     "RetryFilter",
     "Submitted",
+    "admit_held",
     "cancel_execution",
     "claim",
     "count_executions_by_status",
@@ -87,6 +102,7 @@ __all__ = [
     "create_execution_on_loop",
     "create_executions",
     "create_schedule",
+    "delete_limit",
     "delete_schedule",
     "deliveries",
     "due_summary",
@@ -106,20 +122,25 @@ __all__ = [
     "lease_unclaimed",
     "list_api_keys",
     "list_executions",
+    "list_limits",
     "list_schedules",
+    "may_be_limited",
     "new_id",
     "owner_of_key",
     "ping",
     "prepare",
     "publish_catalog",
     "purge_finished",
+    "put_limit",
     "read_catalog",
     "read_events",
     "record_events",
+    "release_due",
     "retry_execution",
     "retry_executions",
     "revoke_api_key",
     "sending",
+    "set_key_max_running",
     "status_event",
     "upcoming",
     "update_schedule",

@@ -22,7 +22,17 @@ SCHEDULES = cast(Table, Schedule.__table__)
 # A new execution's columns (``executions.new_values``) that the INSERT takes from its
 # schedule's row, and those that differ from one execution to the next; the others are
 # the same for the whole set (its status, when it was created, ...).
-FROM_SCHEDULE = ("owner", "plugin", "command", "params", "queue", "priority", "webhook_url", "webhook_events")
+FROM_SCHEDULE = (
+    "owner",
+    "plugin",
+    "command",
+    "params",
+    "queue",
+    "priority",
+    "webhook_url",
+    "webhook_events",
+    "concurrency_key",
+)
 PER_EXECUTION = ("id", "schedule_id", "slot_at", "timeout_s", "max_retries")
 
 
@@ -112,20 +122,26 @@ def build_insert(dialect: Dialect, new: Sequence[Mapping[str, Any]]) -> FiredIns
     mark = _mark(dialect)
     columns = list(new[0])
     binders = {c: _binder(EXECUTIONS, c, dialect) for c in columns}
+    # Admission may hold some rows of a set back and not others: those columns differ too.
+    per_execution = PER_EXECUTION + tuple(
+        c
+        for c in columns
+        if c not in FROM_SCHEDULE and c not in PER_EXECUTION and any(v[c] != new[0][c] for v in new)
+    )
     shared = []
     select = []
     for column in columns:
         if column in FROM_SCHEDULE:
             select.append(f"s.{column}")
-        elif column in PER_EXECUTION:
+        elif column in per_execution:
             select.append(f"v.{column}")
         else:
             select.append(mark)
             shared.append(column)
-    first = "SELECT " + ", ".join(f"{mark} AS {c}" for c in PER_EXECUTION)
-    rest = " UNION ALL SELECT " + ", ".join([mark] * len(PER_EXECUTION))
-    per_row = [binders[c] for c in PER_EXECUTION]
-    rows = [bind(values[c]) for values in new for c, bind in zip(PER_EXECUTION, per_row, strict=True)]
+    first = "SELECT " + ", ".join(f"{mark} AS {c}" for c in per_execution)
+    rest = " UNION ALL SELECT " + ", ".join([mark] * len(per_execution))
+    per_row = [binders[c] for c in per_execution]
+    rows = [bind(values[c]) for values in new for c, bind in zip(per_execution, per_row, strict=True)]
     ignore = "OR IGNORE" if dialect.name == "sqlite" else "IGNORE"
     sql = (
         f"INSERT {ignore} INTO executions ({', '.join(columns)}) SELECT {', '.join(select)}"

@@ -5,9 +5,11 @@ read is one SELECT. Both are written once, as plans (``_plans``) that a thread o
 event loop runs.
 """
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -17,10 +19,12 @@ from ulid import ULID
 
 from agentq.core.db import autocommit_scope, session_scope
 from agentq.core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
-from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, Execution, ExecutionStatus, utcnow
+from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, HOLD_RUN_AT, Execution, ExecutionStatus, utcnow
 from agentq.core.settings import settings
+from agentq.core.store import admissions
 from agentq.core.store._plans import Plan, run, run_on_loop
 from agentq.core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
+from agentq.core.store.admissions import may_be_limited
 from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
 
@@ -46,6 +50,13 @@ class NewExecution:
     retry_of: str | None = None  # the execution this one runs again
     webhook_url: str | None = None
     webhook_events: int = 0
+    concurrency_key: str | None = None
+    run_at: datetime | None = None  # held until then
+
+    @property
+    def may_be_limited(self) -> bool:
+        """Whether its submission goes through admission (``admissions.may_be_limited``)."""
+        return may_be_limited(self.owner, self.plugin, self.concurrency_key)
 
     @classmethod
     def with_defaults(
@@ -64,6 +75,8 @@ class NewExecution:
         owner: str = ADMIN_OWNER,
         webhook_url: str | None = None,
         webhook_events: int = 0,
+        concurrency_key: str | None = None,
+        run_at: datetime | None = None,
     ) -> "NewExecution":
         """A new execution, the server's defaults filling what its request left out (None):
         every creator (the API, schedules, static beat entries) goes through here."""
@@ -81,6 +94,8 @@ class NewExecution:
             owner=owner,
             webhook_url=webhook_url,
             webhook_events=webhook_events if webhook_url else 0,
+            concurrency_key=concurrency_key,
+            run_at=run_at,
         )
 
 
@@ -116,13 +131,21 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
     # One row is one INSERT, atomic by itself: written in autocommit, it saves the COMMIT's
     # round trip (a known key's SELECT before it needs none either: the unique key settles
     # a race). More rows may go as several INSERTs (PyMySQL splits an executemany at
-    # 1 MB), which must commit together.
-    with autocommit_scope() if len(specs) == 1 else session_scope() as session:
-        return run(_creating(specs), session.connection())
+    # 1 MB), which must commit together. Rows a limit may apply to are admitted in their
+    # transaction (``admit``: it takes the admission gate before the INSERT).
+    limited = any(spec.may_be_limited for spec in specs)
+    with autocommit_scope() if len(specs) == 1 and not limited else session_scope() as session:
+        connection = session.connection()
+        admit = partial(admissions.admit_new_gated, connection) if limited or len(specs) > 1 else None
+        return run(_creating(specs, admit), connection)
 
 
 async def create_execution_on_loop(spec: NewExecution) -> Submitted:
-    """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``)."""
+    """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``);
+    one a limit may apply to is admitted in a transaction, on a thread."""
+    if spec.may_be_limited:
+        (submitted,) = await asyncio.to_thread(create_executions, [spec])
+        return submitted
     try:
         (submitted,) = await run_on_loop(_creating([spec]))
     except IntegrityError:
@@ -130,7 +153,10 @@ async def create_execution_on_loop(spec: NewExecution) -> Submitted:
     return submitted
 
 
-def _creating(specs: Sequence[NewExecution]) -> Plan[list[Submitted]]:
+Admit = Callable[[Sequence[dict[str, Any]]], list[dict[str, str]]]
+
+
+def _creating(specs: Sequence[NewExecution], admit: Admit | None = None) -> Plan[list[Submitted]]:
     keys = {s.idempotency_key for s in specs if s.idempotency_key}
     now = utcnow()
     # Not claimed by then, the reaper publishes it again: a crash between the commit and
@@ -142,7 +168,7 @@ def _creating(specs: Sequence[NewExecution]) -> Plan[list[Submitted]]:
         owners = list({s.owner for s in specs if s.idempotency_key})
         rows = yield _ROWS_BY_KEY, {"owners": owners, "keys": list(keys)}
         known = {(row.owner, row.idempotency_key): detached_row(row._mapping) for row in rows}
-    out: list[Submitted] = []
+    out: list[Submitted | dict[str, Any]] = []  # a new row's columns until it is decided
     new: list[dict[str, Any]] = []  # the columns of the rows to insert
     for spec in specs:
         key = spec.idempotency_key
@@ -157,13 +183,19 @@ def _creating(specs: Sequence[NewExecution]) -> Plan[list[Submitted]]:
             continue
         values = new_values(spec, now, publish_by)
         new.append(values)
-        row = _inserted_row(values)
         if key:
-            known[(spec.owner, key)] = row
-        out.append(Submitted(row))
+            known[(spec.owner, key)] = _inserted_row(values)
+        out.append(values)
+    limited = admit is not None and any(
+        may_be_limited(v["owner"], v["plugin"], v["concurrency_key"]) for v in new
+    )
+    admitted = admit(new) if admit is not None and limited else []
     if new:
         yield _INSERT_EXECUTIONS, new
-    return out
+    if admitted:
+        yield insert(admissions.ADMISSIONS), admitted
+    # Built once admission has decided (held rows have no lease, admitted ones are marked).
+    return [s if isinstance(s, Submitted) else Submitted(_inserted_row(s)) for s in out]
 
 
 _ROWS_BY_KEY = select(EXECUTIONS).where(
@@ -176,7 +208,9 @@ def new_values(
     spec: NewExecution, now: datetime, publish_by: datetime, *, id_at: datetime | None = None
 ) -> dict[str, Any]:
     """The columns of a new execution: inserted as they are, and the ORM row built from them.
-    Its id is of ``id_at`` when given (a fire planned ahead: the time it fires), else of now."""
+    Its id is of ``id_at`` when given (a fire planned ahead: the time it fires), else of now.
+    A delayed one is held, without a lease: ``release_due`` publishes it at its time."""
+    delayed = spec.run_at is not None and spec.run_at > now
     return {
         "id": new_id(id_at),
         "owner": spec.owner,
@@ -194,11 +228,16 @@ def new_values(
         "idempotency_key": spec.idempotency_key,
         "retry_of": spec.retry_of,
         "created_at": now,
-        "lease_expires_at": publish_by,
+        "lease_expires_at": None if delayed else publish_by,
         "last_event_seq": QUEUED_SEQ,
         "log_lines": 0,
         "webhook_url": spec.webhook_url,
         "webhook_events": spec.webhook_events,
+        "concurrency_key": spec.concurrency_key,
+        "run_at": spec.run_at,
+        "held": HOLD_RUN_AT if delayed else None,
+        "waiting_on": [HOLD_RUN_AT] if delayed else None,
+        "admitted": False,
     }
 
 
@@ -269,10 +308,12 @@ def list_executions(
     status: ExecutionStatus | None = None,
     plugin: str | None = None,
     schedule_id: str | None = None,
+    waiting: bool | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[Execution], str | None]:
-    """Newest first, by keyset on the id; returns the page and the cursor of the next one."""
+    """Newest first, by keyset on the id; returns the page and the cursor of the next one.
+    ``waiting``: only those held back (for their ``run_at`` or a limit), or only the others."""
     query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Execution.status == status)
@@ -280,6 +321,9 @@ def list_executions(
         query = query.where(Execution.plugin == plugin)
     if schedule_id is not None:
         query = query.where(Execution.schedule_id == schedule_id)
+    if waiting is not None:
+        held = Execution.status == S.QUEUED, Execution.held.is_not(None)
+        query = query.where(*held) if waiting else query.where(~(held[0] & held[1]))
     if cursor:
         query = query.where(Execution.id < cursor)
     with session_scope() as session:
@@ -300,14 +344,16 @@ def error_types(execution_ids: Sequence[str]) -> dict[str, str]:
     return {i: str(error["type"]) for i, error in rows if isinstance(error, dict) and "type" in error}
 
 
-def cancel_execution(execution_id: str, owner: str) -> Execution:
+def cancel_execution(execution_id: str, owner: str) -> tuple[Execution, list[Execution]]:
     """Cancel a queued, retrying or running execution; the row turns terminal at once.
+    Returns it, and the held executions admitted into the slot it freed (to publish).
 
     The worker running it sees the status on its next heartbeat and stops the plugin.
     Cancelling a cancelled execution again is a no-op; a finished one is a conflict.
     """
     now = utcnow()
     error = {"type": "cancelled", "message": "Cancelled on request."}
+    admitted: list[Execution] = []
     with session_scope() as session:
         cancelled = session.execute(
             update(Execution)
@@ -316,6 +362,8 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
                 status=S.CANCELLED,
                 finished_at=now,
                 lease_expires_at=None,
+                held=None,
+                waiting_on=None,
                 error=error,
                 last_event_seq=advanced(1),
             )
@@ -325,8 +373,10 @@ def cancel_execution(execution_id: str, owner: str) -> Execution:
         if cancelled.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
             append(session, [Newest(row.id, [status_event(S.CANCELLED, error=error)], row.last_event_seq)])
             write_outbox(session, [Change(row.id, row.owner, row.webhook_events, S.CANCELLED)], now)
+            if row.admitted:
+                admitted = admissions.release(session.connection(), [row.id])
     if row is None or row.owner != owner:
         raise ExecutionNotFound(execution_id)
     if row.status != S.CANCELLED:
         raise NotCancellable(f"Execution {execution_id} already ended as {row.status.value}.")
-    return row
+    return row, admitted

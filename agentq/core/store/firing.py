@@ -24,8 +24,10 @@ from sqlalchemy import inspect as sa_inspect
 from agentq.core.db import autocommit_scope, engine, session_scope
 from agentq.core.models import Execution, Schedule, utcnow
 from agentq.core.settings import settings
+from agentq.core.store import admissions
 from agentq.core.store._bulk import SCHEDULES, FiredInsert, advance, build_insert
 from agentq.core.store._rows import _MYSQL_DIALECTS, CANCELLABLE, EXECUTIONS
+from agentq.core.store.admissions import may_be_limited
 from agentq.core.store.executions import NewExecution, _inserted_row, new_values
 
 
@@ -239,14 +241,27 @@ def _write(
             for spec in f.specs
         ]
         insert = build_insert(dialect, new) if new else None
+    # Fired executions are admitted as submitted ones are, at the time they fire (the gate
+    # after the schedules' locks: no admission waits on a schedule); their held state
+    # differs from row to row, so the statement is built for them now.
+    admitted: list[dict[str, str]] = []
+    limited = any(may_be_limited(v["owner"], v["plugin"], v["concurrency_key"]) for v in new)
+    if limited:
+        for values in new:
+            values["created_at"], values["lease_expires_at"] = now, publish_by
+        admissions.lock_gate(connection)
+        admitted = admissions.admit_new(connection, new)
+        insert = build_insert(dialect, new)
     if insert is not None:
-        moment = {**new[0], "created_at": now, "lease_expires_at": publish_by}
+        moment = new[0] if limited else {**new[0], "created_at": now, "lease_expires_at": publish_by}
         inserted = connection.exec_driver_sql(insert.sql, tuple(insert.params(moment))).rowcount
         if inserted != len(new):  # some slots were fired before: keep the rows that went in
             went_in = set(connection.execute(_IDS_IN, {"ids": [v["id"] for v in new]}).scalars())
             fired.duplicates = len(new) - len(went_in)
             new = [v for v in new if v["id"] in went_in]
-    if prepared is not None:
+            admitted = [a for a in admitted if a["execution_id"] in went_in]
+    admissions.insert_admissions(connection, admitted)
+    if prepared is not None and not limited:
         for values in new:
             values["created_at"], values["lease_expires_at"] = now, publish_by
     fired.values = new

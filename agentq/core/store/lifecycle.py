@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from agentq.core.db import session_scope
 from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
+from agentq.core.store import admissions
 from agentq.core.store._rows import CLAIMABLE, EXECUTIONS, S, by_primary_key, detached_row
 from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import (
@@ -34,6 +35,7 @@ _CLAIMED_COLUMNS = (
     *(Execution.id, Execution.status, Execution.attempts, Execution.plugin, Execution.command),
     *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
     *(Execution.max_retries, Execution.log_lines, Execution.owner, Execution.webhook_events),
+    Execution.admitted,
 )
 _CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
 # The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
@@ -43,6 +45,7 @@ _CLAIMABLE_ROWS = by_primary_key(
         Execution.id.in_(bindparam("ids", expanding=True)),
         Execution.status.in_(CLAIMABLE),
         Execution.attempts.in_(bindparam("attempts", expanding=True)),
+        Execution.held.is_(None),  # never published; a message naming one is stale or forged
     )
     .order_by(Execution.id)
     .with_for_update()
@@ -92,6 +95,7 @@ def claim(
         ]
         ids: list[str] = []
         exhausted: set[str] = set()  # out of attempts (left so by an older worker): failed, not run
+        freed: list[str] = []  # their slots, if they held any
         for row in (row for message_rows in taken for row in message_rows):
             if row.attempts <= row.max_retries:
                 ids.append(row.id)
@@ -104,6 +108,14 @@ def claim(
             end_attempt(
                 session, row.id, S.FAILED, {"type": "RetriesExhausted", "message": message}, row.attempts, now
             )
+            if row.admitted:
+                freed.append(row.id)
+        if freed:  # rare: what takes their slots is left to the reaper's next pass to publish
+            due = [e.id for e in admissions.release(session.connection(), freed)]
+            if due:
+                session.execute(
+                    update(EXECUTIONS).where(EXECUTIONS.c.id.in_(due)).values(lease_expires_at=now)
+                )
         if ids:
             lease_expires_at = now + timedelta(seconds=lease_s)
             session.execute(
@@ -137,7 +149,8 @@ def end_attempt(
     *conditions: Any,
 ) -> bool:
     """Set an execution at ``attempts`` (and ``conditions``) to ``status`` (failed, or
-    retrying under an expired lease) with ``error``, and log it; False if no row matched."""
+    retrying under an expired lease) with ``error``, and log it; False if no row matched.
+    The caller frees the slots of an admitted one that ended (``admissions.release``)."""
     done = session.execute(
         update(Execution)
         .where(Execution.id == execution_id, Execution.attempts == attempts, *conditions)
@@ -225,6 +238,7 @@ _FINISHING_ROWS = (
     select(
         *(EXECUTIONS.c.id, EXECUTIONS.c.status, EXECUTIONS.c.attempts, EXECUTIONS.c.last_event_seq),
         *(EXECUTIONS.c.owner, EXECUTIONS.c.webhook_events),
+        EXECUTIONS.c.admitted,
     )
     .where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(EXECUTIONS.c.id)
@@ -239,12 +253,21 @@ _FINISHED_EVENTS = status_from_rows(
 )
 
 
-def finish(finishes: Sequence[Finish]) -> set[str]:
+@dataclass(frozen=True)
+class Finished:
+    """What ``finish`` wrote: the ids, and the held executions admitted into the slots that
+    the ended ones freed (to publish)."""
+
+    written: set[str]
+    admitted: list[Execution]
+
+
+def finish(finishes: Sequence[Finish]) -> Finished:
     """Record the outcomes of attempts in one transaction (one UPDATE, then the INSERTs of
-    their events); returns the ids written. An attempt whose row moved on (cancelled,
-    reclaimed) writes nothing."""
+    their events); an attempt whose row moved on (cancelled, reclaimed) writes nothing.
+    The slots of admitted executions that ended go to held ones in the same transaction."""
     if not finishes:
-        return set()
+        return Finished(set(), [])
     by_id = {f.execution_id: f for f in finishes}
     now = utcnow()
     with session_scope() as session:
@@ -257,6 +280,7 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
         newest = []
         plain = []  # rows whose status event, carrying no error, the database writes
         changes = []  # the webhooks' outbox
+        freed = []  # admitted rows that end: their slots go to held ones
         for row in current:
             done = by_id[row.id]
             if (row.status, row.attempts) != (S.RUNNING, done.attempt):
@@ -282,6 +306,8 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
                 columns[column][row.id] = value
             if done.progress is not None:
                 progress[row.id] = done.progress
+            if row.admitted and done.status in TERMINAL:
+                freed.append(row.id)
         written = set(columns["status"])
         if written:
             values = {column: _per_row(column, by_row) for column, by_row in columns.items()}
@@ -292,4 +318,5 @@ def finish(finishes: Sequence[Finish]) -> set[str]:
             session.execute(update(EXECUTIONS).where(t.id.in_(written)).values(values))
             append(session, newest, RowsStatus(_FINISHED_EVENTS, plain, now))
             write_outbox(session, changes, now)
-        return written
+        admitted = admissions.release(session.connection(), freed) if freed else []
+        return Finished(written, admitted)

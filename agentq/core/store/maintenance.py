@@ -17,6 +17,7 @@ from agentq.core.models import (
     WebhookDelivery,
     utcnow,
 )
+from agentq.core.store import admissions
 from agentq.core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
 from agentq.core.store.lifecycle import end_attempt
 
@@ -46,14 +47,17 @@ def lease_unclaimed(execution_ids: Iterable[str], until: datetime) -> None:
         )
 
 
-def end_lost(execution_id: str, attempts: int, status: ExecutionStatus, message: str) -> bool:
+def end_lost(
+    execution_id: str, attempts: int, status: ExecutionStatus, message: str, *, admitted: bool = False
+) -> tuple[bool, list[Execution]]:
     """End a running attempt whose lease expired (its worker died, or lost the database):
     ``retrying`` to run it again, its lease still expired until the caller publishes it
     (``lease_unclaimed``), or ``failed`` when it has no attempts left. False when the row
-    moved on meanwhile (its worker renewed the lease, or the run ended)."""
+    moved on meanwhile (its worker renewed the lease, or the run ended). An ``admitted`` one
+    that fails frees its slots: returns the held executions admitted into them, to publish."""
     now = utcnow()
     with session_scope() as session:
-        return end_attempt(
+        ended = end_attempt(
             session,
             execution_id,
             status,
@@ -63,6 +67,9 @@ def end_lost(execution_id: str, attempts: int, status: ExecutionStatus, message:
             Execution.status == S.RUNNING,
             Execution.lease_expires_at < now,
         )
+        if ended and admitted and status in TERMINAL:
+            return True, admissions.release(session.connection(), [execution_id])
+        return ended, []
 
 
 def purge_finished(before: datetime, batch: int = 1000) -> int:

@@ -2,7 +2,8 @@
 
 A re-drive is a submission whose request is copied from its original's row (plugin,
 command, params, queue, priority, timeout_s, max_retries, owner, webhook), with ``retry_of`` set
-to the original's id. Its rows go in through the submit's own plan
+to the original's id and its ``concurrency_key`` kept (it is admitted under its limits
+as a submission is). Its rows go in through the submit's own plan
 (``executions._creating``), idempotency keys and all, and the caller publishes them as
 it publishes submissions. The original is left as it is.
 
@@ -14,6 +15,7 @@ what the filter would select by then.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
@@ -22,9 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from agentq.core.db import session_scope
 from agentq.core.errors import ExecutionNotFound, InvalidRequest, NotRetryable
 from agentq.core.models import Execution, ExecutionStatus
+from agentq.core.store import admissions
 from agentq.core.store._plans import Plan, run
 from agentq.core.store._rows import EXECUTIONS, S, detached_row
-from agentq.core.store.executions import NewExecution, Submitted, _creating
+from agentq.core.store.executions import Admit, NewExecution, Submitted, _creating
 
 T = TypeVar("T")
 RETRYABLE = (S.FAILED, S.TIMED_OUT, S.CANCELLED)
@@ -56,7 +59,7 @@ def retry_execution(execution_id: str, owner: str, *, idempotency_key: str | Non
     Raises ``ExecutionNotFound`` (another owner's too) and ``NotRetryable`` (it has not
     failed, timed out or been cancelled).
     """
-    return _retried(lambda: _retrying_one(execution_id, owner, idempotency_key))
+    return _retried(lambda admit: _retrying_one(execution_id, owner, idempotency_key, admit))
 
 
 def retry_executions(
@@ -66,21 +69,23 @@ def retry_executions(
     the order of their originals (oldest first); a known key answers its executions."""
     if idempotency_key is not None and len(idempotency_key) > MAX_BULK_KEY:
         raise InvalidRequest(f"A bulk re-drive's Idempotency-Key is at most {MAX_BULK_KEY} characters.")
-    return _retried(lambda: _retrying_many(selection, owner, idempotency_key))
+    return _retried(lambda admit: _retrying_many(selection, owner, idempotency_key, admit))
 
 
-def _retried(plan: Callable[[], Plan[T]]) -> T:
+def _retried(plan: Callable[[Admit], Plan[T]]) -> T:
     # A concurrent request with the same key that won the unique-key race is answered
     # from its rows on the second pass (as ``create_executions`` does).
     try:
-        return _in_transaction(plan())
+        return _in_transaction(plan)
     except IntegrityError:
-        return _in_transaction(plan())
+        return _in_transaction(plan)
 
 
-def _in_transaction(plan: Plan[T]) -> T:
+def _in_transaction(plan: Callable[[Admit], Plan[T]]) -> T:
+    """The plan in a transaction, its new rows admitted under their limits as submitted ones are."""
     with session_scope() as session:
-        return run(plan, session.connection())
+        connection = session.connection()
+        return run(plan(partial(admissions.admit_new_gated, connection)), connection)
 
 
 def _again(row: Execution, idempotency_key: str | None) -> NewExecution:
@@ -98,10 +103,11 @@ def _again(row: Execution, idempotency_key: str | None) -> NewExecution:
         retry_of=row.id,
         webhook_url=row.webhook_url,
         webhook_events=row.webhook_events,
+        concurrency_key=row.concurrency_key,
     )
 
 
-def _retrying_one(execution_id: str, owner: str, key: str | None) -> Plan[Submitted]:
+def _retrying_one(execution_id: str, owner: str, key: str | None, admit: Admit) -> Plan[Submitted]:
     found = yield select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id), {}
     original = next(map(_detached, found), None)
     if original is None or original.owner != owner:
@@ -111,11 +117,13 @@ def _retrying_one(execution_id: str, owner: str, key: str | None) -> Plan[Submit
             f"Execution {execution_id} is {original.status.value}; only a failed, timed_out "
             "or cancelled execution can be retried."
         )
-    (submitted,) = yield from _creating([_again(original, key)])
+    (submitted,) = yield from _creating([_again(original, key)], admit)
     return submitted
 
 
-def _retrying_many(selection: RetryFilter, owner: str, key: str | None) -> Plan[list[Submitted]]:
+def _retrying_many(
+    selection: RetryFilter, owner: str, key: str | None, admit: Admit
+) -> Plan[list[Submitted]]:
     if key is not None:
         prefix = f"{key}#"
         found = yield _by_key_prefix(owner, prefix), {}
@@ -125,7 +133,7 @@ def _retrying_many(selection: RetryFilter, owner: str, key: str | None) -> Plan[
             return [Submitted(row, created=False) for row in sorted(replayed, key=lambda r: r.retry_of or "")]
     found = yield _originals(selection, owner), {}
     specs = [_again(row, key and f"{key}#{row.id}") for row in map(_detached, found)]
-    return (yield from _creating(specs)) if specs else []
+    return (yield from _creating(specs, admit)) if specs else []
 
 
 def _detached(row: Any) -> Execution:

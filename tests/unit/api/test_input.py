@@ -343,5 +343,6 @@ def test_the_openapi_document_says_which_schedule_fields_a_patch_may_clear(api: 
         "jitter_s",
         "webhook",
         "webhook_events",
+        "concurrency_key",
     }
     assert nullable.isdisjoint(NOT_NULL_ON_UPDATE)

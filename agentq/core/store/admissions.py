@@ -1,0 +1,412 @@
+"""Admission: whether a queued execution may start under the concurrency limits that
+apply to it (``agentq.core.scopes``), and which held one starts when a slot frees.
+
+An admitted execution has one ``admissions`` row per limit it counts in, from its
+admission until it ends (a retry or a reclaimed run keeps its slot): a limit's load is
+the COUNT of its rows, never a counter that could drift. An execution that does not fit
+stays ``queued``, ``held`` back and unpublished, ``waiting_on`` the full limits.
+
+Every decision is made holding the one row of ``admission_gate`` (locked first, or
+right after the rows of the executions that end), and reads with locking reads, so two
+decisions never overlap and each sees what the previous one committed. Executions no
+limit applies to never come here (``may_be_limited``, from memory).
+
+When a slot frees, in the transaction that ends its execution, the next held one is
+admitted (``release``): of a plugin's, the owner with the fewest running in it goes first
+(ties: the one waiting longest), then by priority and age within that owner.
+"""
+
+import math
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
+
+from agentq.core.db import autocommit_scope
+from agentq.core.models import (
+    HOLD_LIMIT,
+    HOLD_RUN_AT,
+    Admission,
+    AdmissionGate,
+    ApiKey,
+    ConcurrencyLimit,
+    Execution,
+    PluginCommand,
+    utcnow,
+)
+from agentq.core.scopes import (
+    API_KEY,
+    PLUGIN,
+    api_key_scope,
+    concurrency_key_scope,
+    plugin_scope,
+    public_name,
+)
+from agentq.core.settings import settings
+from agentq.core.store._rows import EXECUTIONS, S, detached_row
+
+ADMISSIONS = cast(Table, Admission.__table__)
+GATE = cast(Table, AdmissionGate.__table__)
+# Held rows of one owner looked at per turn, and most admitted in one pass.
+CANDIDATES = 10
+PASS_MOST = 1000
+# What publishing an admitted execution needs of its row, and what admitting it reads.
+_ROW_COLUMNS = [
+    EXECUTIONS.c[name]
+    for name in ("id", "owner", "plugin", "command", "queue", "priority", "attempts", "concurrency_key")
+]
+
+
+def lock_gate(connection: Connection) -> None:
+    """Take the admission gate for the rest of the transaction."""
+    taken = connection.execute(update(GATE).where(GATE.c.id == 1).values(turns=GATE.c.turns + 1))
+    if taken.rowcount == 0:  # a schema made without the migration's row
+        connection.execute(insert(GATE).values(id=1, turns=1))
+
+
+# -- what may be limited, from memory ---------------------------------------------------
+
+
+@dataclass
+class _Known:
+    plugins: frozenset[str] = frozenset()
+    owners: frozenset[str] = frozenset()
+    at: float = -math.inf
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_known = _Known()
+
+
+def limited_plugins_and_owners() -> tuple[set[str], set[str]]:
+    """Plugins with a ``max_concurrency`` in the catalog, and keys with a ``max_running``."""
+    with autocommit_scope() as session:
+        plugins = set(
+            session.scalars(
+                select(PluginCommand.plugin).where(PluginCommand.max_concurrency.is_not(None)).distinct()
+            )
+        )
+        owners = set(session.scalars(select(ApiKey.id).where(ApiKey.max_running.is_not(None))))
+    return plugins, owners
+
+
+def forget_limits() -> None:
+    """A limit changed in this process: read them again at the next question."""
+    _known.at = -math.inf
+
+
+def may_be_limited(owner: str, plugin: str, concurrency_key: str | None) -> bool:
+    """Whether a limit may apply to an execution (refreshed every ``AGENTQ_CATALOG_TTL_S``):
+    only then does its submission go through admission."""
+    if concurrency_key is not None or plugin in settings.plugin_limits:
+        return True
+    if time.monotonic() - _known.at > settings.catalog_ttl_s:
+        with _known.lock:
+            if time.monotonic() - _known.at > settings.catalog_ttl_s:
+                plugins, owners = limited_plugins_and_owners()
+                _known.plugins, _known.owners = frozenset(plugins), frozenset(owners)
+                _known.at = time.monotonic()
+    return plugin in _known.plugins or owner in _known.owners
+
+
+# -- limits and loads, as one transaction reads them -------------------------------------
+
+
+class _Limits:
+    """Each scope's limit (None: none), read once per transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._read: dict[str, int | None] = {}
+
+    def of(self, scope: str) -> int | None:
+        if scope not in self._read:
+            self._read[scope] = self._query(scope)
+        return self._read[scope]
+
+    def _query(self, scope: str) -> int | None:
+        kind, _, name = scope.partition(":")
+        if kind == PLUGIN:
+            if name in settings.plugin_limits:
+                return settings.plugin_limits[name]
+            query = select(func.max(PluginCommand.max_concurrency)).where(PluginCommand.plugin == name)
+        elif kind == API_KEY:
+            query = select(ApiKey.max_running).where(ApiKey.id == name)
+        else:
+            owner, _, key = name.partition(":")
+            query = select(ConcurrencyLimit.max_running).where(
+                ConcurrencyLimit.owner == owner, ConcurrencyLimit.name == key
+            )
+        found = self._connection.execute(query).scalar()
+        return None if found is None else int(found)
+
+    def scopes(self, owner: str, plugin: str, concurrency_key: str | None) -> list[str]:
+        """The scopes an execution counts in: its key's and its plugin's where they have a
+        limit, its concurrency key's always (a limit set on it later counts what runs)."""
+        scopes = [s for s in (api_key_scope(owner), plugin_scope(plugin)) if self.of(s) is not None]
+        if concurrency_key is not None:
+            scopes.append(concurrency_key_scope(owner, concurrency_key))
+        return scopes
+
+    def full(self, scopes: Iterable[str], load: "_Load") -> list[str]:
+        return [s for s in scopes if (limit := self.of(s)) is not None and load.running(s) >= limit]
+
+
+class _Load:
+    """How many run in each scope, by owner: read once (locking), then kept up to date."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._by_owner: dict[str, Counter[str]] = {}
+
+    def by_owner(self, scope: str) -> Counter[str]:
+        if scope not in self._by_owner:
+            rows = self._connection.execute(
+                select(ADMISSIONS.c.owner, func.count())
+                .where(ADMISSIONS.c.scope == scope)
+                .group_by(ADMISSIONS.c.owner)
+                .with_for_update(read=True)
+            )
+            self._by_owner[scope] = Counter({owner: int(n) for owner, n in rows})
+        return self._by_owner[scope]
+
+    def running(self, scope: str) -> int:
+        return self.by_owner(scope).total()
+
+    def add(self, scope: str, owner: str) -> None:
+        self.by_owner(scope)[owner] += 1
+
+
+@dataclass
+class _Decision:
+    """Admissions to insert, and what was decided per execution."""
+
+    admissions: list[dict[str, str]] = field(default_factory=list)
+
+    def admit(self, execution_id: str, owner: str, scopes: Iterable[str], load: _Load) -> None:
+        for scope in scopes:
+            load.add(scope, owner)
+            self.admissions.append({"scope": scope, "execution_id": execution_id, "owner": owner})
+
+
+def admit_new(connection: Connection, new: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Decide, holding the gate, for new rows (``new_values``, changed in place): admitted,
+    or held ``waiting_on`` their full limits. Returns the admissions to insert along with
+    the rows (``insert_admissions``). Rows held for their ``run_at`` are left as they are."""
+    limits, load, decision = _Limits(connection), _Load(connection), _Decision()
+    for values in new:
+        if values["held"] == HOLD_RUN_AT:
+            continue
+        scopes = limits.scopes(values["owner"], values["plugin"], values["concurrency_key"])
+        if not scopes:
+            continue
+        full = limits.full(scopes, load)
+        if full:
+            values.update(held=HOLD_LIMIT, waiting_on=[public_name(s) for s in full], lease_expires_at=None)
+        else:
+            values["admitted"] = True
+            decision.admit(values["id"], values["owner"], scopes, load)
+    return decision.admissions
+
+
+def admit_new_gated(connection: Connection, new: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """``admit_new``, the gate taken first (by a submission, before its INSERT)."""
+    lock_gate(connection)
+    return admit_new(connection, new)
+
+
+def insert_admissions(connection: Connection, admissions: Sequence[dict[str, str]]) -> None:
+    if admissions:
+        connection.execute(insert(ADMISSIONS), list(admissions))
+
+
+def release(connection: Connection, ended: Collection[str]) -> list[Execution]:
+    """Free the slots of executions that ended (admitted ones), in their transaction, and
+    admit held executions into them; returns those to publish once it commits."""
+    lock_gate(connection)
+    freed = set(
+        connection.execute(
+            select(ADMISSIONS.c.scope).where(ADMISSIONS.c.execution_id.in_(list(ended))).distinct()
+        ).scalars()
+    )
+    if not freed:
+        return []
+    connection.execute(delete(ADMISSIONS).where(ADMISSIONS.c.execution_id.in_(list(ended))))
+    return admit_waiting(connection, freed)
+
+
+def admit_waiting(connection: Connection, scopes: Iterable[str]) -> list[Execution]:
+    """Holding the gate: admit held executions into the free slots of ``scopes``, fairly
+    (see the module); returns those admitted, to publish once it commits."""
+    limits, load = _Limits(connection), _Load(connection)
+    admitted: list[Execution] = []
+    for scope in sorted(scopes):
+        limit = limits.of(scope)
+        free = PASS_MOST if limit is None else limit - load.running(scope)
+        owners = _waiting_owners(connection, scope) if free > 0 else []
+        while free > 0 and owners and len(admitted) < PASS_MOST:
+            # The owner with the fewest running here goes next; then the one waiting longest.
+            owners.sort(key=lambda o: (load.by_owner(scope)[o[0]], o[1]))
+            owner = owners[0][0]
+            row = _admit_one(connection, scope, owner, limits, load)
+            if row is None:
+                owners.pop(0)  # none of its held rows fits now
+                continue
+            admitted.append(row)
+            free -= 1
+    return admitted
+
+
+def _held_in(scope: str) -> list[Any]:
+    """The WHERE of the held executions that count in ``scope``."""
+    kind, _, name = scope.partition(":")
+    where = [EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED]
+    if kind == PLUGIN:
+        return [*where, EXECUTIONS.c.plugin == name]
+    if kind == API_KEY:
+        return [*where, EXECUTIONS.c.owner == name]
+    owner, _, key = name.partition(":")
+    return [*where, EXECUTIONS.c.owner == owner, EXECUTIONS.c.concurrency_key == key]
+
+
+def _waiting_owners(connection: Connection, scope: str) -> list[tuple[str, str]]:
+    """The owners with executions held in ``scope``, each with its oldest one's id."""
+    rows = connection.execute(
+        select(EXECUTIONS.c.owner, func.min(EXECUTIONS.c.id))
+        .where(*_held_in(scope))
+        .group_by(EXECUTIONS.c.owner)
+        .with_for_update(read=True)
+    )
+    return [(owner, oldest) for owner, oldest in rows]
+
+
+def _admit_one(
+    connection: Connection, scope: str, owner: str, limits: _Limits, load: _Load
+) -> Execution | None:
+    """Admit ``owner``'s first held execution in ``scope`` (by priority, then age) whose
+    other limits have room too; None if none has."""
+    rows = connection.execute(
+        select(*_ROW_COLUMNS)
+        .where(*_held_in(scope), EXECUTIONS.c.owner == owner)
+        .order_by(EXECUTIONS.c.priority.desc(), EXECUTIONS.c.id)
+        .limit(CANDIDATES)
+        .with_for_update()
+    ).all()
+    still_full: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    chosen, scopes = None, []
+    for row in rows:
+        scopes = limits.scopes(row.owner, row.plugin, row.concurrency_key)
+        full = limits.full(scopes, load)
+        if full:
+            still_full[tuple(public_name(s) for s in full)].append(row.id)
+            continue
+        chosen = row
+        _Decision().admit(row.id, row.owner, scopes, load)
+        insert_admissions(
+            connection, [{"scope": s, "execution_id": row.id, "owner": row.owner} for s in scopes]
+        )
+        break
+    for names, ids in still_full.items():
+        connection.execute(update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(waiting_on=list(names)))
+    if chosen is None:
+        return None
+    now = utcnow()
+    lease = now + timedelta(seconds=settings.queued_lease_s)
+    values = {"held": None, "waiting_on": None, "admitted": bool(scopes), "lease_expires_at": lease}
+    connection.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == chosen.id).values(values))
+    return detached_row(chosen._mapping, **values)
+
+
+# -- delayed runs, and the sweep that mends what a crash may leave -------------------------
+
+_DUE = (
+    select(*_ROW_COLUMNS, EXECUTIONS.c.run_at)
+    .where(EXECUTIONS.c.held == HOLD_RUN_AT, EXECUTIONS.c.status == S.QUEUED)
+    .order_by(EXECUTIONS.c.run_at)
+)
+
+
+def release_due(connection: Connection, now: datetime, most: int = 500) -> list[Execution]:
+    """Holding the gate: the delayed executions whose ``run_at`` came, admitted (or held for
+    a limit now); returns those to publish once it commits."""
+    rows = connection.execute(_DUE.where(EXECUTIONS.c.run_at <= now).limit(most).with_for_update()).all()
+    if not rows:
+        return []
+    limits, load = _Limits(connection), _Load(connection)
+    lease = now + timedelta(seconds=settings.queued_lease_s)
+    free, waiting, admissions = [], defaultdict(list), []
+    published = []
+    for row in rows:
+        scopes = limits.scopes(row.owner, row.plugin, row.concurrency_key)
+        full = limits.full(scopes, load)
+        if full:
+            waiting[tuple(public_name(s) for s in full)].append(row.id)
+            continue
+        free.append((row.id, bool(scopes)))
+        for scope in scopes:
+            load.add(scope, row.owner)
+            admissions.append({"scope": scope, "execution_id": row.id, "owner": row.owner})
+        published.append(
+            detached_row(
+                row._mapping, held=None, waiting_on=None, admitted=bool(scopes), lease_expires_at=lease
+            )
+        )
+    for admitted in (True, False):
+        ids = [i for i, a in free if a is admitted]
+        if ids:
+            connection.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id.in_(ids))
+                .values(held=None, waiting_on=None, admitted=admitted, lease_expires_at=lease)
+            )
+    for names, ids in waiting.items():
+        connection.execute(
+            update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(held=HOLD_LIMIT, waiting_on=list(names))
+        )
+    insert_admissions(connection, admissions)
+    return published
+
+
+def next_due(connection: Connection) -> datetime | None:
+    """When the earliest delayed execution is due."""
+    return connection.execute(
+        select(func.min(EXECUTIONS.c.run_at)).where(EXECUTIONS.c.held == HOLD_RUN_AT)
+    ).scalar()
+
+
+def stray_admissions(connection: Connection) -> list[str]:
+    """Executions that hold admissions though they ended (or are gone): none unless a
+    write was lost; the reaper frees them."""
+    ended = (
+        select(ADMISSIONS.c.execution_id)
+        .outerjoin(EXECUTIONS, EXECUTIONS.c.id == ADMISSIONS.c.execution_id)
+        .where((EXECUTIONS.c.id.is_(None)) | EXECUTIONS.c.status.in_([s.value for s in S if s.terminal]))
+        .distinct()
+        .limit(PASS_MOST)
+    )
+    return list(connection.execute(ended).scalars())
+
+
+def waiting_scopes(connection: Connection) -> set[str]:
+    """Every scope some held execution waits in (for the reaper's pass)."""
+    rows = connection.execute(
+        select(EXECUTIONS.c.owner, EXECUTIONS.c.plugin, EXECUTIONS.c.concurrency_key)
+        .where(EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED)
+        .distinct()
+        .limit(PASS_MOST)
+    )
+    limits = _Limits(connection)
+    return {scope for row in rows for scope in limits.scopes(*row)} | {
+        # a held row whose limits all went away is admitted through its plugin's scope
+        plugin_scope(row.plugin)
+        for row in connection.execute(
+            select(EXECUTIONS.c.plugin)
+            .where(EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED)
+            .distinct()
+        )
+    }
