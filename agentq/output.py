@@ -20,6 +20,7 @@ from agentq.client import (
     ApiKey,
     ApiKeyCreated,
     Execution,
+    Limit,
     PluginInfo,
     Schedule,
 )
@@ -249,6 +250,18 @@ def keys(rows: Sequence[ApiKey]) -> None:
         out,
         columns,
         ((row.id, row.name, row.prefix, _when(row.created_at), _when(row.revoked_at)) for row in rows),
+    )
+
+
+def limits(rows: Sequence[Limit]) -> None:
+    columns = (
+        Column("CONCURRENCY KEY", keep=True),
+        Column("MAX RUNNING", keep=True),
+        Column("RUNNING", keep=True),
+        Column("WAITING", keep=True),
+    )
+    render(
+        out, columns, ((r.concurrency_key, str(r.max_running), str(r.running), str(r.waiting)) for r in rows)
     )
 
 

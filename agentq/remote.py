@@ -193,7 +193,7 @@ def follow(client: "Client", execution: "Execution", as_json: bool, *, wait: boo
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``agentq`` app."""
-    from agentq.commands import executions, keys, redrive, schedules, webhooks
+    from agentq.commands import executions, keys, limits, redrive, schedules, webhooks
 
     for fn in (executions.submit, executions.get, executions.watch, executions.cancel, redrive.retry):
         app.command(cls=Command)(fn)
@@ -202,3 +202,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schedules.app, name="schedules")
     app.add_typer(keys.app, name="keys")
     app.add_typer(webhooks.app, name="webhooks")
+    app.add_typer(limits.app, name="limits")

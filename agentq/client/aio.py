@@ -29,6 +29,7 @@ from agentq.client.models import (
     Event,
     Execution,
     ExecutionPage,
+    Limit,
     PluginInfo,
     Schedule,
     SchedulePage,
@@ -134,6 +135,7 @@ class AsyncClient:
         status: str | None = None,
         plugin: str | None = None,
         schedule_id: str | None = None,
+        waiting: bool | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> ExecutionPage:
@@ -141,6 +143,7 @@ class AsyncClient:
             "status": status,
             "plugin": plugin,
             "schedule_id": schedule_id,
+            "waiting": None if waiting is None else str(waiting).lower(),
             "limit": limit,
             "cursor": cursor,
         }
@@ -308,3 +311,24 @@ class AsyncClient:
     async def retry_delivery(self, webhook_id: str, delivery_id: str) -> None:
         """Send a delivery again now."""
         await self._request("POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+
+    # -- concurrency limits
+
+    async def set_limit(self, concurrency_key: str, max_running: int) -> Limit:
+        """Let at most ``max_running`` executions with ``concurrency_key`` run at once."""
+        path = f"/v1/limits/{concurrency_key}"
+        response = await self._request("PUT", path, json={"max_running": max_running})
+        return Limit.model_validate(response.json())
+
+    async def list_limits(self) -> list[Limit]:
+        """This key's limits, with how many of their executions run and wait now."""
+        response = await self._request("GET", "/v1/limits")
+        return [Limit.model_validate(item) for item in response.json()["limits"]]
+
+    async def delete_limit(self, concurrency_key: str) -> None:
+        await self._request("DELETE", f"/v1/limits/{concurrency_key}")
+
+    async def set_key_max_running(self, key_id: str, max_running: int | None) -> ApiKey:
+        """Limit a key's executions running at once (admin key only); None: no limit."""
+        response = await self._request("PATCH", f"/v1/keys/{key_id}", json={"max_running": max_running})
+        return ApiKey.model_validate(response.json())

@@ -40,7 +40,12 @@ def _submission(
     max_retries: int | None,
     webhook: str | None = None,
     webhook_events: Sequence[str] | None = None,
+    **later: Any,
 ) -> dict[str, Any]:
+    """A submission's body; ``later``: ``concurrency_key``, ``run_at``, ``delay_s``."""
+    run_at = later.get("run_at")
+    if isinstance(run_at, datetime):
+        later["run_at"] = run_at.isoformat()
     return _drop_none(
         {
             "plugin": plugin,
@@ -51,6 +56,7 @@ def _submission(
             "max_retries": max_retries,
             "webhook": webhook,
             "webhook_events": list(webhook_events) if webhook_events else None,
+            **later,
         }
     )
 

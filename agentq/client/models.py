@@ -46,6 +46,9 @@ class Execution(_Model):
     finished_at: datetime | None = None
     webhook: str | None = None
     webhook_events: list[str] = Field(default_factory=list)
+    concurrency_key: str | None = None
+    run_at: datetime | None = None
+    waiting_on: list[str] | None = None  # while held back: `run_at`, or the full limits
 
     @property
     def terminal(self) -> bool:
@@ -126,6 +129,17 @@ class ApiKey(_Model):
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    max_running: int | None = None
+
+
+class Limit(_Model):
+    """A concurrency key's limit, and how many of its executions run and wait now."""
+
+    concurrency_key: str
+    max_running: int
+    running: int = 0
+    waiting: int = 0
+    updated_at: datetime
 
 
 class ApiKeyCreated(ApiKey):
@@ -144,6 +158,9 @@ class Submission(_Model):
     idempotency_key: str | None = None
     webhook: str | None = None
     webhook_events: list[str] | None = None
+    concurrency_key: str | None = None
+    run_at: datetime | None = None
+    delay_s: float | None = None
 
 
 class Webhook(_Model):

@@ -28,6 +28,7 @@ from agentq.client.models import (
     Event,
     Execution,
     ExecutionPage,
+    Limit,
     PluginInfo,
     Schedule,
     SchedulePage,
@@ -100,9 +101,17 @@ class Client:
         idempotency_key: str | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        concurrency_key: str | None = None,
+        run_at: datetime | None = None,
+        delay_s: float | None = None,
     ) -> Execution:
-        """Queue an execution; the same ``idempotency_key`` again returns the first one."""
-        body = _submission(plugin, command, params, priority, timeout_s, max_retries, webhook, webhook_events)
+        """Queue an execution; the same ``idempotency_key`` again returns the first one.
+        ``concurrency_key`` counts it against that key's limit; ``run_at`` or ``delay_s``
+        holds it until then."""
+        later = {"concurrency_key": concurrency_key, "run_at": run_at, "delay_s": delay_s}
+        body = _submission(
+            plugin, command, params, priority, timeout_s, max_retries, webhook, webhook_events, **later
+        )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         response = self._request("POST", "/v1/executions", json=body, headers=headers)
         return Execution.model_validate(response.json())
@@ -137,6 +146,7 @@ class Client:
         status: str | None = None,
         plugin: str | None = None,
         schedule_id: str | None = None,
+        waiting: bool | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> ExecutionPage:
@@ -145,6 +155,7 @@ class Client:
             "status": status,
             "plugin": plugin,
             "schedule_id": schedule_id,
+            "waiting": None if waiting is None else str(waiting).lower(),
             "limit": limit,
             "cursor": cursor,
         }
@@ -325,3 +336,24 @@ class Client:
     def retry_delivery(self, webhook_id: str, delivery_id: str) -> None:
         """Send a delivery again now."""
         self._request("POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+
+    # -- concurrency limits
+
+    def set_limit(self, concurrency_key: str, max_running: int) -> Limit:
+        """Let at most ``max_running`` executions with ``concurrency_key`` run at once."""
+        path = f"/v1/limits/{concurrency_key}"
+        response = self._request("PUT", path, json={"max_running": max_running})
+        return Limit.model_validate(response.json())
+
+    def list_limits(self) -> list[Limit]:
+        """This key's limits, with how many of their executions run and wait now."""
+        response = self._request("GET", "/v1/limits")
+        return [Limit.model_validate(item) for item in response.json()["limits"]]
+
+    def delete_limit(self, concurrency_key: str) -> None:
+        self._request("DELETE", f"/v1/limits/{concurrency_key}")
+
+    def set_key_max_running(self, key_id: str, max_running: int | None) -> ApiKey:
+        """Limit a key's executions running at once (admin key only); None: no limit."""
+        response = self._request("PATCH", f"/v1/keys/{key_id}", json={"max_running": max_running})
+        return ApiKey.model_validate(response.json())

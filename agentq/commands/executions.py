@@ -40,6 +40,12 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting the same key again returns the first execution.")
     ] = None,
+    concurrency_key: Annotated[
+        str | None, typer.Option(help="Count it against this key's limit (`agentq limits set`).")
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option(min=0, help="Start it no sooner than this many seconds from now.")
+    ] = None,
     wait: Wait = False,
     watch: Watch = False,
     as_json: Json = False,
@@ -56,6 +62,8 @@ def submit(
             timeout_s=timeout,
             max_retries=max_retries,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            delay_s=delay,
         )
         return follow(client, execution, as_json, wait=wait, watch=watch)
 
@@ -98,6 +106,9 @@ def list_(
     ] = None,
     plugin: Annotated[str | None, typer.Option(help="Only this plugin.")] = None,
     schedule: Annotated[str | None, typer.Option(help="Only what this schedule id fired.")] = None,
+    waiting: Annotated[
+        bool, typer.Option("--waiting", help="Only those held back: by a full limit, or until their run_at.")
+    ] = False,
     limit: Limit = 20,
     cursor: Cursor = None,
     as_json: Json = False,
@@ -110,7 +121,12 @@ def list_(
         from agentq import output
 
         page = client.list_executions(
-            status=status, plugin=plugin, schedule_id=schedule, limit=limit, cursor=cursor
+            status=status,
+            plugin=plugin,
+            schedule_id=schedule,
+            waiting=waiting or None,
+            limit=limit,
+            cursor=cursor,
         )
         if as_json:
             output.print_json(page)

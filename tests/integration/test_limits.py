@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from agentq.client import Client
 from tests.conftest import REDIS_URL
-from tests.integration.conftest import Stack
+from tests.integration.conftest import ADMIN_KEY, Stack
 from tests.integration.fairshare import (
     GAUGE_ENV,
     admissions_left,
@@ -25,6 +26,7 @@ from tests.integration.fairshare import (
     wait_all_ended,
 )
 from tests.integration.processes import Proc, wait_until
+from tests.integration.test_cli import agentq, json_out
 
 # The guarantee's test runs 2,000 executions; fewer with AGENTQ_TEST_LIMIT_N.
 LIMIT_N = int(os.environ.get("AGENTQ_TEST_LIMIT_N", "2000"))
@@ -184,3 +186,24 @@ def test_limits_belong_to_the_key_that_set_them(stack: Stack) -> None:
         assert theirs.delete("/v1/limits/shared-name").status_code == 404
         assert mine.delete("/v1/limits/shared-name").status_code == 204
         assert mine.get("/v1/limits").json()["limits"] == []
+
+
+def test_the_cli_and_client_set_list_and_remove_limits(stack: Stack) -> None:
+    set_ = agentq(stack, "limits", "set", "cli-key", "3", "--json")
+    assert set_.returncode == 0, set_.stderr
+    assert json_out(set_)["max_running"] == 3
+    listed = agentq(stack, "limits", "list")
+    assert "cli-key" in listed.stdout
+    delayed = agentq(
+        stack, "submit", "echo", "echo", "--concurrency-key", "cli-key", "--delay", "3600", "--json"
+    )
+    assert json_out(delayed)["waiting_on"] == ["run_at"]
+    waiting = agentq(stack, "list", "--waiting", "--json")
+    assert json_out(delayed)["id"] in {e["id"] for e in json_out(waiting)["executions"]}
+    with Client(stack.url, api_key=ADMIN_KEY) as client:
+        (state,) = [s for s in client.list_limits() if s.concurrency_key == "cli-key"]
+        assert (state.max_running, state.waiting) == (3, 1)
+        client.cancel(json_out(delayed)["id"])
+        assert client.set_limit("cli-key", 4).max_running == 4
+        client.delete_limit("cli-key")
+    assert agentq(stack, "limits", "rm", "cli-key").returncode == 5  # gone already: a 404
