@@ -24,20 +24,10 @@ from agentq.core.models import DEFAULT_PRIORITY, EventKind, ExecutionStatus
 from agentq.core.public import ExecutionPublic as ExecutionPublic
 from agentq.core.public import event_names
 from agentq.core.settings import MAX_TIMEOUT_S, settings
+from api.limit_schemas import ConcurrencyKey
 from api.webhook_schemas import WebhookEvents, WebhookFields, WebhookUrl
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-ConcurrencyKey = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$",
-        description="Executions sharing it count against its limit (`PUT /v1/limits/{concurrency_key}`).",
-        examples=["tenant-42"],
-    ),
-]
-MaxRunning = Annotated[int, Field(ge=1, le=1_000_000, description="How many may run at once.")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 MAX_BATCH = 1000
 # Ids are ULIDs: 26 characters of Crockford's base32, the first at most 7.
@@ -363,32 +353,6 @@ class ApiKeyPublic(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     max_running: int | None = Field(None, description="Its executions running at once; null: no limit.")
-
-
-class ApiKeyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_running: MaxRunning | None = Field(description="Its executions running at once; null: no limit.")
-
-
-class LimitUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_running: MaxRunning
-
-
-class LimitPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    concurrency_key: str = Field(validation_alias="name")
-    max_running: int
-    running: int = Field(description="Its executions running (admitted) now.")
-    waiting: int = Field(description="Its executions held back now (by a limit or their `run_at`).")
-    updated_at: datetime
-
-
-class LimitsPublic(BaseModel):
-    limits: list[LimitPublic]
 
 
 class ApiKeyCreated(ApiKeyPublic):

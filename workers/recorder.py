@@ -72,8 +72,16 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], 
     the held executions admitted into the slots of those that ended."""
     statuses = {run.id: S.CANCELLED.value for run, r in recordings if r.finish is None}
     writes = [(run, r.finish) for run, r in recordings if r.finish is not None]
+    # A cancelled run that held slots frees them now that it has stopped.
+    stopped = [run.id for run, r in recordings if r.finish is None and run.row.admitted]
+    admitted = []
+    if stopped:
+        try:
+            admitted = with_db_retry(store.free_slots, stopped)
+        except DatabaseUnavailable as exc:  # the reaper frees the slots of ended executions
+            log.error("cannot free the slots of %d cancelled runs: %s", len(stopped), exc)
     if not writes:
-        return statuses, []
+        return statuses, admitted
     for run, _ in writes:
         run.recorded = True
         run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
@@ -86,7 +94,7 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], 
             finished = with_db_retry(store.finish, finishes)
         except DatabaseUnavailable as exc:
             log.error("%d outcomes not written, their leases will run them again: %s", len(writes), exc)
-            return statuses | {run.id: "unrecorded" for run, _ in writes}, []
+            return statuses | {run.id: "unrecorded" for run, _ in writes}, admitted
     finally:
         for run, _ in writes:
             run.flushing.release()
@@ -94,4 +102,4 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], 
     notify.publish_many((f.execution_id, f.status) for f in finishes if f.execution_id in written)
     return statuses | {
         f.execution_id: f.status.value if f.execution_id in written else "superseded" for f in finishes
-    }, finished.admitted
+    }, admitted + finished.admitted

@@ -6,7 +6,8 @@ from agentq.core import keys, queue, store
 from agentq.core.errors import NotFound
 from api.auth import AdminDep
 from api.jsonbody import JSONRoute
-from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic, ApiKeyUpdate
+from api.limit_schemas import ApiKeyUpdate
+from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=JSONRoute)
 
@@ -38,6 +39,6 @@ def update_key(key_id: str, key_in: ApiKeyUpdate, _: AdminDep) -> ApiKeyPublic:
     key, admitted = store.set_key_max_running(key_id, key_in.max_running)
     if key is None:
         raise NotFound(f"No API key with id {key_id!r}.")
-    store.admissions.forget_limits()
+    store.forget_limits()
     queue.publish(admitted)
     return ApiKeyPublic.model_validate(key)

@@ -9,7 +9,7 @@ from agentq.core import queue, store
 from agentq.core.errors import NotFound
 from api.auth import OwnerDep
 from api.jsonbody import JSONRoute
-from api.schemas import ConcurrencyKey, LimitPublic, LimitsPublic, LimitUpdate
+from api.limit_schemas import ConcurrencyKey, LimitPublic, LimitsPublic, LimitUpdate
 
 router = APIRouter(prefix="/v1/limits", tags=["limits"], route_class=JSONRoute)
 

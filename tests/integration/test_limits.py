@@ -87,7 +87,7 @@ def test_a_plugin_limit_holds_executions_visibly_and_a_held_one_can_be_cancelled
     stack: Stack, tmp_path: Path
 ) -> None:
     record = tmp_path / "capped.log"
-    item = {"plugin": "gauge_capped", "command": "run", "params": {"path": str(record), "sleep_s": 1.0}}
+    item = {"plugin": "gauge_capped", "command": "run", "params": {"path": str(record), "sleep_s": 2.0}}
     with gauge_workers(stack, 1, "cap"):
         ids = submit_all(stack.client, [item] * 6)
         held = stack.client.get("/v1/executions", params={"waiting": "true", "plugin": "gauge_capped"}).json()
@@ -100,8 +100,12 @@ def test_a_plugin_limit_holds_executions_visibly_and_a_held_one_can_be_cancelled
         answer = stack.client.post(f"/v1/executions/{cancelled}/cancel")
         assert answer.status_code == 200
         assert answer.json()["status"] == "cancelled"
+        # A running one cancelled keeps its slot until its run has stopped.
+        running = next(i for i in ids if i not in waiting)
+        wait_until(lambda: record.exists() and running in record.read_text(), 30, "a run to start")
+        assert stack.client.post(f"/v1/executions/{running}/cancel").json()["status"] == "cancelled"
         ended = wait_all_ended(ids, 60)
-    assert sorted(r.status.value for r in ended) == ["cancelled"] + ["succeeded"] * 5
+    assert sorted(r.status.value for r in ended) == ["cancelled"] * 2 + ["succeeded"] * 4
     assert cancelled not in record.read_text()  # it never ran
     assert most_at_once(recorded_intervals(record, [])) == 2
     assert admissions_left() == 0
@@ -195,7 +199,17 @@ def test_the_cli_and_client_set_list_and_remove_limits(stack: Stack) -> None:
     listed = agentq(stack, "limits", "list")
     assert "cli-key" in listed.stdout
     delayed = agentq(
-        stack, "submit", "echo", "echo", "--concurrency-key", "cli-key", "--delay", "3600", "--json"
+        stack,
+        "submit",
+        "gauge",
+        "run",
+        "-p",
+        "path=/dev/null",
+        "--concurrency-key",
+        "cli-key",
+        "--delay",
+        "3600",
+        "--json",
     )
     assert json_out(delayed)["waiting_on"] == ["run_at"]
     waiting = agentq(stack, "list", "--waiting", "--json")

@@ -1,6 +1,6 @@
 """Every SQL statement of agentq, by aggregate. Each function is one transaction.
 
-- ``executions``: submit, read, list, cancel (what clients do);
+- ``executions``: submit, read, list (what clients do); ``cancelling``: cancel;
 - ``redrive``: failed, timed-out or cancelled executions run again, through submit's plan;
 - ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
@@ -8,8 +8,9 @@
 - ``webhooks``, ``deliveries``, ``sending``: subscriptions, the outbox of webhook
   deliveries (written by the lifecycle with the status changes), and the senders' claim
   and record; used as ``store.webhooks.…`` and so on;
-- ``admissions``: concurrency limits' decisions (admit, hold, free a slot); ``limits``:
-  the limits clients set, and the passes that admit held executions;
+- ``admissions``: concurrency limits' decisions (admit, hold, free a slot); ``held``:
+  delayed runs and the reaper's sweep; ``limits``: the limits clients set, and the passes
+  that admit held executions; ``limited``: whether a limit may apply (from memory);
 - ``firing``: firing due schedules a set at a time (``_bulk``: its two statements);
 - ``maintenance``: expired leases, lost workers, purging, readiness;
 - ``_plans`` and ``_rows``: what those share (statement plans; tables, lock order, rows).
@@ -23,13 +24,12 @@ Callers use the package: ``from agentq.core import store; store.claim(...)``.
 """
 
 from agentq.core.store import deliveries, sending, webhooks
-from agentq.core.store.admissions import may_be_limited
+from agentq.core.store.cancelling import cancel_execution, free_slots
 from agentq.core.store.catalog import publish_catalog, read_catalog
 from agentq.core.store.events import NewEvent, read_events, record_events, status_event
 from agentq.core.store.executions import (
     NewExecution,
     Submitted,
-    cancel_execution,
     count_executions_by_status,
     create_execution_on_loop,
     create_executions,
@@ -54,6 +54,7 @@ from agentq.core.store.firing import (
 )
 from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
 from agentq.core.store.lifecycle import Finish, Finished, claim, finish, heartbeat
+from agentq.core.store.limited import forget_limits, may_be_limited
 from agentq.core.store.limits import (
     LimitState,
     admit_held,
@@ -113,6 +114,8 @@ __all__ = [
     "fire",
     "fire_planned",
     "fire_set",
+    "forget_limits",
+    "free_slots",
     "get_execution",
     "get_execution_on_loop",
     "get_executions",

@@ -9,25 +9,21 @@ stays ``queued``, ``held`` back and unpublished, ``waiting_on`` the full limits.
 Every decision is made holding the one row of ``admission_gate`` (locked first, or
 right after the rows of the executions that end), and reads with locking reads, so two
 decisions never overlap and each sees what the previous one committed. Executions no
-limit applies to never come here (``may_be_limited``, from memory).
+limit may apply to never come here (``limited``: answered from memory).
 
 When a slot frees, in the transaction that ends its execution, the next held one is
 admitted (``release``): of a plugin's, the owner with the fewest running in it goes first
 (ties: the one waiting longest), then by priority and age within that owner.
 """
 
-import math
-import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
-from agentq.core.db import autocommit_scope
 from agentq.core.models import (
     HOLD_LIMIT,
     HOLD_RUN_AT,
@@ -56,7 +52,7 @@ GATE = cast(Table, AdmissionGate.__table__)
 CANDIDATES = 10
 PASS_MOST = 1000
 # What publishing an admitted execution needs of its row, and what admitting it reads.
-_ROW_COLUMNS = [
+ROW_COLUMNS = [
     EXECUTIONS.c[name]
     for name in ("id", "owner", "plugin", "command", "queue", "priority", "attempts", "concurrency_key")
 ]
@@ -69,55 +65,10 @@ def lock_gate(connection: Connection) -> None:
         connection.execute(insert(GATE).values(id=1, turns=1))
 
 
-# -- what may be limited, from memory ---------------------------------------------------
-
-
-@dataclass
-class _Known:
-    plugins: frozenset[str] = frozenset()
-    owners: frozenset[str] = frozenset()
-    at: float = -math.inf
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_known = _Known()
-
-
-def limited_plugins_and_owners() -> tuple[set[str], set[str]]:
-    """Plugins with a ``max_concurrency`` in the catalog, and keys with a ``max_running``."""
-    with autocommit_scope() as session:
-        plugins = set(
-            session.scalars(
-                select(PluginCommand.plugin).where(PluginCommand.max_concurrency.is_not(None)).distinct()
-            )
-        )
-        owners = set(session.scalars(select(ApiKey.id).where(ApiKey.max_running.is_not(None))))
-    return plugins, owners
-
-
-def forget_limits() -> None:
-    """A limit changed in this process: read them again at the next question."""
-    _known.at = -math.inf
-
-
-def may_be_limited(owner: str, plugin: str, concurrency_key: str | None) -> bool:
-    """Whether a limit may apply to an execution (refreshed every ``AGENTQ_CATALOG_TTL_S``):
-    only then does its submission go through admission."""
-    if concurrency_key is not None or plugin in settings.plugin_limits:
-        return True
-    if time.monotonic() - _known.at > settings.catalog_ttl_s:
-        with _known.lock:
-            if time.monotonic() - _known.at > settings.catalog_ttl_s:
-                plugins, owners = limited_plugins_and_owners()
-                _known.plugins, _known.owners = frozenset(plugins), frozenset(owners)
-                _known.at = time.monotonic()
-    return plugin in _known.plugins or owner in _known.owners
-
-
 # -- limits and loads, as one transaction reads them -------------------------------------
 
 
-class _Limits:
+class Limits:
     """Each scope's limit (None: none), read once per transaction."""
 
     def __init__(self, connection: Connection) -> None:
@@ -153,11 +104,11 @@ class _Limits:
             scopes.append(concurrency_key_scope(owner, concurrency_key))
         return scopes
 
-    def full(self, scopes: Iterable[str], load: "_Load") -> list[str]:
+    def full(self, scopes: Iterable[str], load: "Load") -> list[str]:
         return [s for s in scopes if (limit := self.of(s)) is not None and load.running(s) >= limit]
 
 
-class _Load:
+class Load:
     """How many run in each scope, by owner: read once (locking), then kept up to date."""
 
     def __init__(self, connection: Connection) -> None:
@@ -188,7 +139,7 @@ class _Decision:
 
     admissions: list[dict[str, str]] = field(default_factory=list)
 
-    def admit(self, execution_id: str, owner: str, scopes: Iterable[str], load: _Load) -> None:
+    def admit(self, execution_id: str, owner: str, scopes: Iterable[str], load: Load) -> None:
         for scope in scopes:
             load.add(scope, owner)
             self.admissions.append({"scope": scope, "execution_id": execution_id, "owner": owner})
@@ -198,7 +149,7 @@ def admit_new(connection: Connection, new: Sequence[dict[str, Any]]) -> list[dic
     """Decide, holding the gate, for new rows (``new_values``, changed in place): admitted,
     or held ``waiting_on`` their full limits. Returns the admissions to insert along with
     the rows (``insert_admissions``). Rows held for their ``run_at`` are left as they are."""
-    limits, load, decision = _Limits(connection), _Load(connection), _Decision()
+    limits, load, decision = Limits(connection), Load(connection), _Decision()
     for values in new:
         if values["held"] == HOLD_RUN_AT:
             continue
@@ -243,7 +194,7 @@ def release(connection: Connection, ended: Collection[str]) -> list[Execution]:
 def admit_waiting(connection: Connection, scopes: Iterable[str]) -> list[Execution]:
     """Holding the gate: admit held executions into the free slots of ``scopes``, fairly
     (see the module); returns those admitted, to publish once it commits."""
-    limits, load = _Limits(connection), _Load(connection)
+    limits, load = Limits(connection), Load(connection)
     admitted: list[Execution] = []
     for scope in sorted(scopes):
         limit = limits.of(scope)
@@ -286,12 +237,12 @@ def _waiting_owners(connection: Connection, scope: str) -> list[tuple[str, str]]
 
 
 def _admit_one(
-    connection: Connection, scope: str, owner: str, limits: _Limits, load: _Load
+    connection: Connection, scope: str, owner: str, limits: Limits, load: Load
 ) -> Execution | None:
     """Admit ``owner``'s first held execution in ``scope`` (by priority, then age) whose
     other limits have room too; None if none has."""
     rows = connection.execute(
-        select(*_ROW_COLUMNS)
+        select(*ROW_COLUMNS)
         .where(*_held_in(scope), EXECUTIONS.c.owner == owner)
         .order_by(EXECUTIONS.c.priority.desc(), EXECUTIONS.c.id)
         .limit(CANDIDATES)
@@ -320,93 +271,3 @@ def _admit_one(
     values = {"held": None, "waiting_on": None, "admitted": bool(scopes), "lease_expires_at": lease}
     connection.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == chosen.id).values(values))
     return detached_row(chosen._mapping, **values)
-
-
-# -- delayed runs, and the sweep that mends what a crash may leave -------------------------
-
-_DUE = (
-    select(*_ROW_COLUMNS, EXECUTIONS.c.run_at)
-    .where(EXECUTIONS.c.held == HOLD_RUN_AT, EXECUTIONS.c.status == S.QUEUED)
-    .order_by(EXECUTIONS.c.run_at)
-)
-
-
-def release_due(connection: Connection, now: datetime, most: int = 500) -> list[Execution]:
-    """Holding the gate: the delayed executions whose ``run_at`` came, admitted (or held for
-    a limit now); returns those to publish once it commits."""
-    rows = connection.execute(_DUE.where(EXECUTIONS.c.run_at <= now).limit(most).with_for_update()).all()
-    if not rows:
-        return []
-    limits, load = _Limits(connection), _Load(connection)
-    lease = now + timedelta(seconds=settings.queued_lease_s)
-    free, waiting, admissions = [], defaultdict(list), []
-    published = []
-    for row in rows:
-        scopes = limits.scopes(row.owner, row.plugin, row.concurrency_key)
-        full = limits.full(scopes, load)
-        if full:
-            waiting[tuple(public_name(s) for s in full)].append(row.id)
-            continue
-        free.append((row.id, bool(scopes)))
-        for scope in scopes:
-            load.add(scope, row.owner)
-            admissions.append({"scope": scope, "execution_id": row.id, "owner": row.owner})
-        published.append(
-            detached_row(
-                row._mapping, held=None, waiting_on=None, admitted=bool(scopes), lease_expires_at=lease
-            )
-        )
-    for admitted in (True, False):
-        ids = [i for i, a in free if a is admitted]
-        if ids:
-            connection.execute(
-                update(EXECUTIONS)
-                .where(EXECUTIONS.c.id.in_(ids))
-                .values(held=None, waiting_on=None, admitted=admitted, lease_expires_at=lease)
-            )
-    for names, ids in waiting.items():
-        connection.execute(
-            update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(held=HOLD_LIMIT, waiting_on=list(names))
-        )
-    insert_admissions(connection, admissions)
-    return published
-
-
-def next_due(connection: Connection) -> datetime | None:
-    """When the earliest delayed execution is due."""
-    return connection.execute(
-        select(func.min(EXECUTIONS.c.run_at)).where(EXECUTIONS.c.held == HOLD_RUN_AT)
-    ).scalar()
-
-
-def stray_admissions(connection: Connection) -> list[str]:
-    """Executions that hold admissions though they ended (or are gone): none unless a
-    write was lost; the reaper frees them."""
-    ended = (
-        select(ADMISSIONS.c.execution_id)
-        .outerjoin(EXECUTIONS, EXECUTIONS.c.id == ADMISSIONS.c.execution_id)
-        .where((EXECUTIONS.c.id.is_(None)) | EXECUTIONS.c.status.in_([s.value for s in S if s.terminal]))
-        .distinct()
-        .limit(PASS_MOST)
-    )
-    return list(connection.execute(ended).scalars())
-
-
-def waiting_scopes(connection: Connection) -> set[str]:
-    """Every scope some held execution waits in (for the reaper's pass)."""
-    rows = connection.execute(
-        select(EXECUTIONS.c.owner, EXECUTIONS.c.plugin, EXECUTIONS.c.concurrency_key)
-        .where(EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED)
-        .distinct()
-        .limit(PASS_MOST)
-    )
-    limits = _Limits(connection)
-    return {scope for row in rows for scope in limits.scopes(*row)} | {
-        # a held row whose limits all went away is admitted through its plugin's scope
-        plugin_scope(row.plugin)
-        for row in connection.execute(
-            select(EXECUTIONS.c.plugin)
-            .where(EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED)
-            .distinct()
-        )
-    }

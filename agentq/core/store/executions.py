@@ -1,4 +1,4 @@
-"""Executions as clients see them: submit (``create_executions``), read, list, cancel.
+"""Executions as clients see them: submit (``create_executions``), read, list.
 
 A submission is one multi-row INSERT, plus one SELECT when idempotency keys are given; a
 read is one SELECT. Both are written once, as plans (``_plans``) that a thread or the
@@ -12,21 +12,20 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from agentq.core.db import autocommit_scope, session_scope
-from agentq.core.errors import ExecutionNotFound, IdempotencyConflict, NotCancellable
+from agentq.core.errors import ExecutionNotFound, IdempotencyConflict
 from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, HOLD_RUN_AT, Execution, ExecutionStatus, utcnow
 from agentq.core.settings import settings
 from agentq.core.store import admissions
 from agentq.core.store._plans import Plan, run, run_on_loop
-from agentq.core.store._rows import CANCELLABLE, EXECUTIONS, S, detached_row, page
-from agentq.core.store.admissions import may_be_limited
-from agentq.core.store.deliveries import Change, write_outbox
-from agentq.core.store.events import QUEUED_SEQ, Newest, advanced, append, status_event
+from agentq.core.store._rows import EXECUTIONS, S, detached_row, page
+from agentq.core.store.events import QUEUED_SEQ
+from agentq.core.store.limited import may_be_limited
 
 
 def new_id(at: datetime | None = None) -> str:
@@ -342,41 +341,3 @@ def error_types(execution_ids: Sequence[str]) -> dict[str, str]:
     with autocommit_scope() as session:
         rows = session.execute(query).all()
     return {i: str(error["type"]) for i, error in rows if isinstance(error, dict) and "type" in error}
-
-
-def cancel_execution(execution_id: str, owner: str) -> tuple[Execution, list[Execution]]:
-    """Cancel a queued, retrying or running execution; the row turns terminal at once.
-    Returns it, and the held executions admitted into the slot it freed (to publish).
-
-    The worker running it sees the status on its next heartbeat and stops the plugin.
-    Cancelling a cancelled execution again is a no-op; a finished one is a conflict.
-    """
-    now = utcnow()
-    error = {"type": "cancelled", "message": "Cancelled on request."}
-    admitted: list[Execution] = []
-    with session_scope() as session:
-        cancelled = session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.owner == owner, Execution.status.in_(CANCELLABLE))
-            .values(
-                status=S.CANCELLED,
-                finished_at=now,
-                lease_expires_at=None,
-                held=None,
-                waiting_on=None,
-                error=error,
-                last_event_seq=advanced(1),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        row = session.get(Execution, execution_id)
-        if cancelled.rowcount == 1 and row is not None:  # type: ignore[attr-defined]
-            append(session, [Newest(row.id, [status_event(S.CANCELLED, error=error)], row.last_event_seq)])
-            write_outbox(session, [Change(row.id, row.owner, row.webhook_events, S.CANCELLED)], now)
-            if row.admitted:
-                admitted = admissions.release(session.connection(), [row.id])
-    if row is None or row.owner != owner:
-        raise ExecutionNotFound(execution_id)
-    if row.status != S.CANCELLED:
-        raise NotCancellable(f"Execution {execution_id} already ended as {row.status.value}.")
-    return row, admitted

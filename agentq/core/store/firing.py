@@ -27,8 +27,8 @@ from agentq.core.settings import settings
 from agentq.core.store import admissions
 from agentq.core.store._bulk import SCHEDULES, FiredInsert, advance, build_insert
 from agentq.core.store._rows import _MYSQL_DIALECTS, CANCELLABLE, EXECUTIONS
-from agentq.core.store.admissions import may_be_limited
 from agentq.core.store.executions import NewExecution, _inserted_row, new_values
+from agentq.core.store.limited import may_be_limited
 
 
 @dataclass(frozen=True)

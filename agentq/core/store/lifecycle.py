@@ -284,6 +284,8 @@ def finish(finishes: Sequence[Finish]) -> Finished:
         for row in current:
             done = by_id[row.id]
             if (row.status, row.attempts) != (S.RUNNING, done.attempt):
+                if row.status is S.CANCELLED and row.admitted:  # its run has stopped now
+                    freed.append(row.id)
                 continue
             changes.append(Change(row.id, row.owner, row.webhook_events, done.status))
             logged = list(done.events)

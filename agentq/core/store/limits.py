@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, func, select
 from agentq.core.db import autocommit_scope, session_scope
 from agentq.core.models import HOLD_LIMIT, HOLD_RUN_AT, ApiKey, ConcurrencyLimit, Execution, utcnow
 from agentq.core.scopes import api_key_scope, concurrency_key_scope
-from agentq.core.store import admissions
+from agentq.core.store import admissions, held
 from agentq.core.store._rows import EXECUTIONS, S
 
 
@@ -123,13 +123,13 @@ def release_due(now: datetime | None = None) -> list[Execution]:
     publish. A look without a lock first: when none is due, that is all it costs."""
     now = now or utcnow()
     with autocommit_scope() as session:
-        earliest = admissions.next_due(session.connection())
+        earliest = held.next_due(session.connection())
     if earliest is None or earliest > now:
         return []
     with session_scope() as session:
         connection = session.connection()
         admissions.lock_gate(connection)
-        return admissions.release_due(connection, now)
+        return held.release_due(connection, now)
 
 
 def admit_held() -> list[Execution]:
@@ -139,7 +139,7 @@ def admit_held() -> list[Execution]:
         connection = session.connection()
         admissions.lock_gate(connection)
         admitted = []
-        stray = admissions.stray_admissions(connection)
+        stray = held.stray_admissions(connection)
         if stray:
             admitted = admissions.release(connection, stray)
-        return admitted + admissions.admit_waiting(connection, admissions.waiting_scopes(connection))
+        return admitted + admissions.admit_waiting(connection, held.waiting_scopes(connection))
