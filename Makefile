@@ -56,3 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.schedules
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.fairness

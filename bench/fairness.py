@@ -12,7 +12,8 @@ the cost of admission when no limit is set.
 2. Limit. ``--limit-runs`` runs of 1 s under a limit of 5 on a concurrency key: the most
    that ran at once (from the rows' ``started_at``/``finished_at``) and the wall time.
 3. P1 batch throughput with no limit set (``bench.throughput``'s batch figure): this tree
-   and ``--baseline`` (a git revision, exported) in turn, twice, on fresh databases.
+   and ``--baseline`` (a git revision, exported) in turn, ``--p1-rounds`` times each (the
+   order alternating), on fresh databases; the best of each.
 """
 
 import contextlib
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--b-runs", type=int, default=30)
     parser.add_argument("--limit-runs", type=int, default=100)
     parser.add_argument("--p1-n", type=int, default=3000)
+    parser.add_argument("--p1-rounds", type=int, default=2, help="P1 runs of each tree, alternating")
     parser.add_argument("--baseline", default="main", help="git revision for P1 ('' for none)")
     parser.add_argument("--parts", nargs="+", default=["fairness", "limit", "p1"])
     args = parser.parse_args()
@@ -165,7 +167,7 @@ def main() -> None:
             baseline = cleanup.enter_context(exported(args.baseline)) if args.baseline else None
             new: list[float] = []
             old: list[float] = []
-            for turn in range(2):
+            for turn in range(args.p1_rounds):
                 order = (
                     [("new", ROOT), ("old", baseline)] if turn == 0 else [("old", baseline), ("new", ROOT)]
                 )

@@ -32,11 +32,16 @@ RUNS = {
         "--grace-s", "10", "--lead-s", "5", "--baseline", "HEAD",
     ],
     "webhooks": ["--n", "20", "--rounds", "1"],
+    "fairness": [
+        "--backlog", "8", "--b-runs", "2", "--limit-runs", "5", "--p1-n", "50", "--p1-rounds", "1",
+        "--baseline", "HEAD",
+    ],
 }  # fmt: skip
-# Two stacks, one after the other.
-TIMEOUTS_S = {"schedules": 300}
+# Two stacks, one after the other; fairness starts five.
+TIMEOUTS_S = {"schedules": 300, "fairness": 600}
 # Figures a benchmark must have written (a part of each row's name).
 FIGURES = {
+    "fairness": ["B submit→succeeded p99", "A throughput", "most running at once", "wall time", "P1 batch"],
     "io_concurrency": [
         "async sleep",
         "GETs, bare asyncio, one shared httpx.AsyncClient",
