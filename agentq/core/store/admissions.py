@@ -226,12 +226,14 @@ def _held_in(scope: str) -> list[Any]:
 
 
 def _waiting_owners(connection: Connection, scope: str) -> list[tuple[str, str]]:
-    """The owners with executions held in ``scope``, each with its oldest one's id."""
+    """The owners with executions held in ``scope``, each with its oldest one's id.
+
+    Read without locks (a locking read would lock every held row it scans): what it
+    misses or sees stale only orders the turns; ``_admit_one`` re-checks each row."""
     rows = connection.execute(
         select(EXECUTIONS.c.owner, func.min(EXECUTIONS.c.id))
         .where(*_held_in(scope))
         .group_by(EXECUTIONS.c.owner)
-        .with_for_update(read=True)
     )
     return [(owner, oldest) for owner, oldest in rows]
 
@@ -240,34 +242,43 @@ def _admit_one(
     connection: Connection, scope: str, owner: str, limits: Limits, load: Load
 ) -> Execution | None:
     """Admit ``owner``'s first held execution in ``scope`` (by priority, then age) whose
-    other limits have room too; None if none has."""
+    other limits have room too; None if none has. Candidates are read without locks; the
+    UPDATE that admits one takes it only if it is still held (not cancelled meanwhile)."""
     rows = connection.execute(
-        select(*ROW_COLUMNS)
+        select(*ROW_COLUMNS, EXECUTIONS.c.waiting_on)
         .where(*_held_in(scope), EXECUTIONS.c.owner == owner)
         .order_by(EXECUTIONS.c.priority.desc(), EXECUTIONS.c.id)
         .limit(CANDIDATES)
-        .with_for_update()
     ).all()
     still_full: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    chosen, scopes = None, []
+    admitted = None
+    lease = utcnow() + timedelta(seconds=settings.queued_lease_s)
     for row in rows:
         scopes = limits.scopes(row.owner, row.plugin, row.concurrency_key)
         full = limits.full(scopes, load)
         if full:
-            still_full[tuple(public_name(s) for s in full)].append(row.id)
+            names = [public_name(s) for s in full]
+            if row.waiting_on != names:
+                still_full[tuple(names)].append(row.id)
             continue
-        chosen = row
+        values = {"held": None, "waiting_on": None, "admitted": bool(scopes), "lease_expires_at": lease}
+        taken = connection.execute(
+            update(EXECUTIONS)
+            .where(
+                EXECUTIONS.c.id == row.id, EXECUTIONS.c.held == HOLD_LIMIT, EXECUTIONS.c.status == S.QUEUED
+            )
+            .values(values)
+        )
+        if taken.rowcount != 1:
+            continue  # cancelled (or admitted) since it was read
         _Decision().admit(row.id, row.owner, scopes, load)
         insert_admissions(
             connection, [{"scope": s, "execution_id": row.id, "owner": row.owner} for s in scopes]
         )
+        admitted = detached_row({k: v for k, v in row._mapping.items() if k != "waiting_on"}, **values)
         break
-    for names, ids in still_full.items():
-        connection.execute(update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(waiting_on=list(names)))
-    if chosen is None:
-        return None
-    now = utcnow()
-    lease = now + timedelta(seconds=settings.queued_lease_s)
-    values = {"held": None, "waiting_on": None, "admitted": bool(scopes), "lease_expires_at": lease}
-    connection.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == chosen.id).values(values))
-    return detached_row(chosen._mapping, **values)
+    for names_key, ids in still_full.items():
+        connection.execute(
+            update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(waiting_on=list(names_key))
+        )
+    return admitted
