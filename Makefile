@@ -57,3 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.schedules
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.fairness
+	$(BIN)/python -m bench.console

@@ -93,6 +93,7 @@ class DevStack:
         self.admin_api_key = settings.admin_api_key
         self.webhook_secret_key = settings.webhook_secret_key
         self.flower_auth = configured("FLOWER_BASIC_AUTH") or ""
+        self.ui_secret_key = settings.ui_secret_key
         self.shutdown_grace_s = (
             settings.shutdown_grace_s if configured("AGENTQ_SHUTDOWN_GRACE_S") else DEV_SHUTDOWN_GRACE_S
         )
@@ -134,6 +135,8 @@ class DevStack:
             self.flower_auth = self._dev_secret("flower-basic-auth", f"admin:{secrets.token_urlsafe(16)}")
         if not self.webhook_secret_key:
             self.webhook_secret_key = self._dev_secret("webhook-secret-key", Fernet.generate_key().decode())
+        if not self.ui_secret_key:
+            self.ui_secret_key = self._dev_secret("ui-secret-key", secrets.token_hex(32))
         if not self.broker_url:
             self._start_redis()
         else:
@@ -174,6 +177,7 @@ class DevStack:
             AGENTQ_FLOWER_PORT=str(self.settings.flower_port),
             AGENTQ_ADMIN_API_KEY=self.admin_api_key,
             AGENTQ_WEBHOOK_SECRET_KEY=self.webhook_secret_key,
+            AGENTQ_UI_SECRET_KEY=self.ui_secret_key,
             FLOWER_BASIC_AUTH=self.flower_auth,
             AGENTQ_SHUTDOWN_GRACE_S=f"{self.shutdown_grace_s:g}",
             # Children write into pipes; unbuffered, their lines show up as they happen.
@@ -191,7 +195,8 @@ class DevStack:
             "\nagentq is running; Ctrl-C stops it.\n"
             f"  API     {self.api_url}\n"
             f"  Docs    {self.api_url}/docs\n"
-            f"  Flower  {self.flower_url}  (login {self.flower_auth.split(',')[0].replace(':', ' / ', 1)})\n"
+            + (f"  Console {self.api_url}/ui  (sign in with the key below)\n" if self.settings.ui else "")
+            + f"  Flower  {self.flower_url}  (login {self.flower_auth.split(',')[0].replace(':', ' / ', 1)})\n"
             f"  Broker  {self.broker_url}\n"
             f"  DB      {self.settings.database_url}\n"
             f"  Data    {self.data_dir}\n"
@@ -243,8 +248,8 @@ class DevStack:
 
     def _dev_secret(self, name: str, new: str) -> str:
         """A secret of this data directory, made on first use and kept, like the database:
-        the admin key, Flower's ``user:password``, the webhook secrets' key. Owner-only:
-        the file is a credential."""
+        the admin key, Flower's ``user:password``, the webhook secrets' key, the console's
+        signing key. Owner-only: the file is a credential."""
         path = self.data_dir / name
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -6,6 +6,7 @@ route that takes it, so the docs page has an Authorize button and "Try it out" s
 
 import hmac
 import time
+from functools import cache
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,7 +27,24 @@ _cache: dict[str, tuple[str | None, float]] = {}
 async def _owner_of(secret: str) -> str | None:
     if settings.admin_api_key and hmac.compare_digest(secret.encode(), settings.admin_api_key.encode()):
         return ADMIN_OWNER
-    digest = keys.hash_key(secret)
+    return await _owner_of_stored(keys.hash_key(secret))
+
+
+@cache
+def _admin_digest() -> str:
+    return keys.hash_key(settings.admin_api_key) if settings.admin_api_key else ""
+
+
+async def owner_of_digest(digest: str) -> str | None:
+    """The owner of the key whose hash is ``digest`` (what the console's session keeps
+    instead of the secret), as ``authenticate`` resolves it; None if unknown or revoked."""
+    admin = _admin_digest()
+    if admin and hmac.compare_digest(digest.encode(), admin.encode()):
+        return ADMIN_OWNER
+    return await _owner_of_stored(digest)
+
+
+async def _owner_of_stored(digest: str) -> str | None:
     cached = _cache.get(digest)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]

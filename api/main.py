@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from agentq.core import heap, logs
 from agentq.core.db import dispose_async_engine
 from agentq.core.settings import settings
-from api import docs, problems
+from api import console, docs, problems
 from api.limits import BodyLimit
 from api.routes import compat, events, executions, health, keys, limits, plugins, redrive, schedules, webhooks
 from api.submit import flush_publishes
@@ -50,6 +50,8 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit)
     for module in (executions, redrive, events, schedules, webhooks, limits, plugins, keys, compat, health):
         app.include_router(module.router)
+    if settings.ui:
+        console.install(app)
     return app
 
 

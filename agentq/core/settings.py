@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # A revoked key stops working within this.
     key_cache_s: Annotated[float, Field(ge=0)] = 5.0
 
+    # The web console at /ui: on unless turned off. Its session cookies are signed with
+    # ui_secret_key (shared by every API process); empty: derived from the admin key.
+    ui: bool = True
+    ui_secret_key: str = ""
+    ui_session_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
+    # Links on the console's admin page; empty: Flower on this host's AGENTQ_FLOWER_PORT.
+    ui_flower_url: str = ""
+
     outbound_allow_private: bool = False
     outbound_max_bytes: int = 1024 * 1024
     llm_base_url: str = ""

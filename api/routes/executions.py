@@ -92,11 +92,12 @@ def read_executions(
 @router.post("/{execution_id}/cancel")
 async def cancel_execution(execution_id: str, owner: OwnerDep) -> ExecutionPublic:
     """Cancel a queued or running execution: a queued one never starts, a running one is stopped."""
-    row = await run_in_threadpool(_cancel, execution_id, owner)
+    row = await run_in_threadpool(cancel, execution_id, owner)
     return ExecutionPublic.model_validate(row)
 
 
-def _cancel(execution_id: str, owner: str) -> Execution:
+def cancel(execution_id: str, owner: str) -> Execution:
+    """Cancel an execution of `owner`'s and wake whoever waits on it (the API and the console)."""
     row, admitted = store.cancel_execution(execution_id, owner)
     notify.publish(row.id, row.status)  # wakes long-polls and event streams
     queue.publish(admitted)  # held executions that took the slot it freed

@@ -26,6 +26,7 @@ RUNS = {
     "submit": ["--n", "20", "--duration", "1"],
     "poll": ["--n", "20", "--duration", "2", "--window", "1"],
     "memory": ["--n", "20", "--chunk", "10", "--warm-up", "20"],
+    "console": ["--n", "300", "--requests", "2"],
     # Interval schedules only (cron waits for a minute); its baseline the commit checked out.
     "schedules": [
         "--n", "20", "--scenarios", "interval", "--interval-s", "2", "--window-s", "4",

@@ -204,8 +204,10 @@ def test_dev_runs_an_execution_and_stops_on_sigterm(start_dev: Callable[..., Dev
         submitted = _submit(client, {"plugin": "echo", "command": "echo", "params": params})
         execution = _wait_terminal(client, submitted["id"])
 
-    # Then a worker runs it to success, and Flower is up
+    # Then a worker runs it to success, the console answers where the banner says, and Flower is up
     assert execution["status"] == "succeeded", execution
+    assert f"Console {dev.api_url}/ui" in dev.output(), dev.tail()
+    assert _answers(f"{dev.api_url}/ui/sign-in", "API key"), dev.tail()
     assert execution["result"] == params
     assert dev.wait_for(lambda: _answers(f"{dev.flower_url}/healthcheck", "OK"), 30), dev.tail()
     names = " ".join(" ".join(_cmdline(p)) for p in dev.descendants())

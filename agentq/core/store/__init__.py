@@ -1,6 +1,7 @@
 """Every SQL statement of agentq, by aggregate. Each function is one transaction.
 
-- ``executions``: submit, read, list (what clients do); ``cancelling``: cancel;
+- ``executions``: submit, read, list (what clients do); ``cancelling``: cancel; ``listings``:
+  lists' indexes, failures;
 - ``redrive``: failed, timed-out or cancelled executions run again, through submit's plan;
 - ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
@@ -64,6 +65,7 @@ from agentq.core.store.limits import (
     release_due,
     set_key_max_running,
 )
+from agentq.core.store.listings import Failure, ended_badly
 from agentq.core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from agentq.core.store.redrive import (
     MAX_BULK_KEY,
@@ -85,6 +87,7 @@ __all__ = [
     "MAX_BULK_KEY",
     "MAX_RETRY_BATCH",
     "RETRYABLE",
+    "Failure",
     "Finish",
     "Finished",
     "Fired",
@@ -108,6 +111,7 @@ __all__ = [
     "deliveries",
     "due_summary",
     "end_lost",
+    "ended_badly",
     "error_types",
     "expired_leases",
     "finish",

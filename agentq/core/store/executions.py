@@ -26,6 +26,7 @@ from agentq.core.store._plans import Plan, run, run_on_loop
 from agentq.core.store._rows import EXECUTIONS, S, detached_row, page
 from agentq.core.store.events import QUEUED_SEQ
 from agentq.core.store.limited import may_be_limited
+from agentq.core.store.listings import listing_index
 
 
 def new_id(at: datetime | None = None) -> str:
@@ -314,6 +315,7 @@ def list_executions(
     """Newest first, by keyset on the id; returns the page and the cursor of the next one.
     ``waiting``: only those held back (for their ``run_at`` or a limit), or only the others."""
     query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
+    query = listing_index(query, status=status, plugin=plugin, schedule_id=schedule_id)
     if status is not None:
         query = query.where(Execution.status == status)
     if plugin is not None:

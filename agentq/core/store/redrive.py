@@ -45,6 +45,7 @@ class RetryFilter:
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
     limit: int = 100
+    ids: Sequence[str] | None = None  # only these (the console's "retry these")
 
     def __post_init__(self) -> None:
         if not self.statuses or not set(self.statuses) <= set(RETRYABLE):
@@ -156,4 +157,6 @@ def _originals(selection: RetryFilter, owner: str) -> Select[Any]:
         query = query.where(EXECUTIONS.c.created_at >= selection.created_after)
     if selection.created_before is not None:
         query = query.where(EXECUTIONS.c.created_at < selection.created_before)
+    if selection.ids is not None:
+        query = query.where(EXECUTIONS.c.id.in_(list(selection.ids)))
     return query.order_by(EXECUTIONS.c.id).limit(selection.limit)
