@@ -54,6 +54,7 @@ def list_executions(
     status: Annotated[str, Query(max_length=16)] = "",
     plugin: Annotated[str | None, Query(max_length=64)] = None,
     schedule_id: Annotated[str | None, Query(max_length=26)] = None,
+    waiting: bool = False,
     cursor: Annotated[str | None, Query(max_length=26)] = None,
 ) -> HTMLResponse:
     # The filter form sends every field, "" for "any".
@@ -62,12 +63,14 @@ def list_executions(
         status=status or None,
         plugin=plugin or None,
         schedule_id=schedule_id or None,
+        waiting="true" if waiting else None,
     )
     rows, next_cursor = store.list_executions(
         viewer.owner,
         status=wanted,
         plugin=plugin or None,
         schedule_id=schedule_id or None,
+        waiting=True if waiting else None,
         limit=PAGE_ROWS,
         cursor=cursor or None,
     )

@@ -315,6 +315,21 @@ def test_an_executions_page_shows_its_webhook_deliveries(signed_in: WebDriver, s
     assert cells[4].startswith("200 ")
 
 
+def test_the_waiting_filter_lists_held_executions(signed_in: WebDriver, stack: Stack) -> None:
+    driver = signed_in
+    held = stack.submit("echo", "echo", {"later": True}, delay_s=600)
+    done = stack.wait(stack.submit("echo", "echo", {"now": True})["id"])
+    driver.get(f"{stack.url}/ui/executions")
+    driver.find_element(By.CSS_SELECTOR, "input[name=waiting]").click()
+    driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    wait_for(driver, lambda d: "waiting=true" in d.current_url, "the filtered page")
+    assert held["id"] in driver.page_source
+    assert done["id"] not in driver.page_source
+    driver.get(f"{stack.url}/ui/executions/{held['id']}")
+    assert wait_for(driver, lambda d: text_of(d, "#waiting-on"), "what it waits on")
+    stack.client.post(f"/v1/executions/{held['id']}/cancel")
+
+
 PAGES = ["/ui/executions", "/ui/failed", "/ui/schedules", "/ui/schedules/new", "/ui/plugins", "/ui/admin"]
 
 
