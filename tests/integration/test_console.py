@@ -3,6 +3,7 @@ API, worker and database: sign in, live statuses and logs, cancel, owner scoping
 schedules, CSRF, and no errors in the browser's console on any page."""
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -328,6 +329,60 @@ def test_the_waiting_filter_lists_held_executions(signed_in: WebDriver, stack: S
     driver.get(f"{stack.url}/ui/executions/{held['id']}")
     assert wait_for(driver, lambda d: text_of(d, "#waiting-on"), "what it waits on")
     stack.client.post(f"/v1/executions/{held['id']}/cancel")
+
+
+def test_the_admin_sets_and_removes_limits_and_a_keys_most_running(
+    signed_in: WebDriver, stack: Stack
+) -> None:
+    driver = signed_in
+    name = f"console-limit-{time.time_ns()}"
+    key_id = stack.client.post("/v1/keys", json={"name": name}).json()["id"]
+    held = stack.submit("echo", "echo", {"held": True}, concurrency_key=name, delay_s=600)
+    driver.get(f"{stack.url}/ui/admin")
+
+    # A refused value is shown by the form, and nothing is set
+    driver.find_element(By.ID, "limit-key").send_keys(name)
+    driver.find_element(By.ID, "limit-max").send_keys("0")
+    driver.find_element(By.CSS_SELECTOR, "form[action='/ui/admin/limits'] button").click()
+    assert "greater than or equal to 1" in wait_for(
+        driver, lambda d: text_of(d, "#limit-error"), "the refusal"
+    )
+    assert name not in str(stack.client.get("/v1/limits").json())
+
+    # A limit set in the form is the API's, with its waiting execution counted
+    driver.find_element(By.ID, "limit-key").clear()
+    driver.find_element(By.ID, "limit-key").send_keys(name)
+    driver.find_element(By.ID, "limit-max").clear()
+    driver.find_element(By.ID, "limit-max").send_keys("3")
+    driver.find_element(By.CSS_SELECTOR, "form[action='/ui/admin/limits'] button").click()
+    row = wait_for(driver, lambda d: next((r for r in _rows(d, "#limits") if r[0] == name), []), "the limit")
+    assert row[1:4] == ["3", "0", "1"]  # most running, running, waiting
+    (limit,) = [x for x in stack.client.get("/v1/limits").json()["limits"] if x["concurrency_key"] == name]
+    assert limit["max_running"] == 3
+
+    # A key's most running
+    field = driver.find_element(By.ID, f"max-running-{key_id}")
+    field.clear()
+    field.send_keys("7")
+    driver.find_element(By.CSS_SELECTOR, f"form[action='/ui/admin/keys/{key_id}/max-running'] button").click()
+    wait_for(
+        driver, lambda d: d.find_element(By.ID, f"max-running-{key_id}").get_attribute("value") == "7", "7"
+    )
+    (shown,) = [k for k in stack.client.get("/v1/keys").json()["keys"] if k["id"] == key_id]
+    assert shown["max_running"] == 7
+
+    # Removed
+    driver.find_element(By.XPATH, f"//table[@id='limits']//tr[td/code='{name}']//button").click()
+    wait_for(driver, lambda d: all(r[0] != name for r in _rows(d, "#limits")), "the limit gone")
+    assert name not in str(stack.client.get("/v1/limits").json())
+    stack.client.post(f"/v1/executions/{held['id']}/cancel")
+
+
+def _rows(driver: WebDriver, table: str) -> list[list[str]]:
+    return [
+        [cell.text.strip() for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in driver.find_elements(By.CSS_SELECTOR, f"{table} tbody tr")
+    ]
 
 
 PAGES = ["/ui/executions", "/ui/failed", "/ui/schedules", "/ui/schedules/new", "/ui/plugins", "/ui/admin"]
