@@ -39,7 +39,7 @@ class ExitCode(enum.IntEnum):
 
 OUTCOME = {"failed": ExitCode.FAILED, "timed_out": ExitCode.TIMED_OUT, "cancelled": ExitCode.CANCELLED}
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "timed_out", "cancelled")
-# The API's bounds (api/schemas.py; agentq.core.settings.MAX_TIMEOUT_S), kept here so that
+# The API's bounds (api/schemas.py, api/schedule_schemas.py; agentq.core.settings.MAX_TIMEOUT_S), kept here so that
 # `agentq --help` imports no settings; tests/unit/test_cli.py holds them equal.
 MAX_TIMEOUT_S = 3600
 MAX_INTERVAL_S = 366 * 24 * 3600

@@ -15,7 +15,7 @@ from api.catalog import catalog
 from api.console.rendering import page
 from api.console.session import Viewer, ViewerDep, form
 from api.routes import schedules as api_schedules
-from api.schemas import ScheduleCreate, SchedulePublic, ScheduleUpdate
+from api.schedule_schemas import ScheduleCreate, SchedulePublic, ScheduleUpdate
 
 router = APIRouter()
 LAST_RUNS = 5

@@ -12,14 +12,8 @@ from agentq.core.public import event_names, webhook_columns
 from api.auth import OwnerDep
 from api.catalog import catalog
 from api.jsonbody import JSONRoute
-from api.schemas import (
-    Cursor,
-    ExecutionPublic,
-    ScheduleCreate,
-    SchedulePublic,
-    SchedulesPublic,
-    ScheduleUpdate,
-)
+from api.schedule_schemas import ScheduleCreate, SchedulePublic, SchedulesPublic, ScheduleUpdate
+from api.schemas import Cursor, ExecutionPublic
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=JSONRoute)
 TIMING = {"cron", "interval_s", "timezone", "enabled"}

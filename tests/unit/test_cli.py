@@ -24,7 +24,8 @@ from agentq.client import ApiKey, AuthError, Execution, PluginInfo, Progress, Sc
 from agentq.commands import executions, schedules
 from api.routes import executions as execution_routes
 from api.routes import schedules as schedule_routes
-from api.schemas import ExecutionCreate, ScheduleCreate
+from api.schedule_schemas import ScheduleCreate
+from api.schemas import ExecutionCreate
 
 ROOT = Path(__file__).resolve().parents[2]
 ULID = "01KAV8W3Q5M2X9R7T4B6N8P0CD"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.schemas import NOT_NULL_ON_UPDATE
+from api.schedule_schemas import NOT_NULL_ON_UPDATE
 from tests.unit.api.conftest import PROBLEM, LocalAPI
 
 # -- cursors ------------------------------------------------------------------------
