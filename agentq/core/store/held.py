@@ -74,13 +74,21 @@ def next_due(connection: Connection) -> datetime | None:
     ).scalar()
 
 
-def stray_admissions(connection: Connection) -> list[str]:
-    """Executions that hold admissions though they ended (or are gone): none unless a
-    write was lost; the reaper frees them."""
+def stray_admissions(connection: Connection, now: datetime) -> list[str]:
+    """Executions that hold admissions though they ended more than a lease ago (or are
+    gone): none unless a write was lost; the reaper frees them. A run cancelled while
+    running ends at once but keeps its slots until its worker has stopped it, which its
+    next heartbeat does well within a lease."""
     ended = (
         select(ADMISSIONS.c.execution_id)
         .outerjoin(EXECUTIONS, EXECUTIONS.c.id == ADMISSIONS.c.execution_id)
-        .where((EXECUTIONS.c.id.is_(None)) | EXECUTIONS.c.status.in_([s.value for s in S if s.terminal]))
+        .where(
+            EXECUTIONS.c.id.is_(None)
+            | (
+                EXECUTIONS.c.status.in_([s.value for s in S if s.terminal])
+                & (EXECUTIONS.c.finished_at < now - timedelta(seconds=settings.lease_s))
+            )
+        )
         .distinct()
         .limit(PASS_MOST)
     )

@@ -139,7 +139,7 @@ def admit_held() -> list[Execution]:
         connection = session.connection()
         admissions.lock_gate(connection)
         admitted = []
-        stray = held.stray_admissions(connection)
+        stray = held.stray_admissions(connection, utcnow())
         if stray:
             admitted = admissions.release(connection, stray)
         return admitted + admissions.admit_waiting(connection, held.waiting_scopes(connection))
