@@ -57,7 +57,9 @@ def chromium() -> Iterator[WebDriver]:
 def wait_for(
     driver: WebDriver, condition: Callable[[WebDriver], T], what: str, timeout_s: float = WAIT_S
 ) -> T:
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition, f"waited for {what}")
+    # A live update may replace an element between finding it and reading it: look again.
+    wait = WebDriverWait(driver, timeout_s, 0.1, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(condition, f"waited for {what}")
 
 
 def sign_in(driver: WebDriver, base_url: str, key: str) -> None:
