@@ -132,9 +132,13 @@ def test_firers_racing_without_the_lock_fire_each_of_a_set_once(stack: Stack) ->
 
     results = race(4)
     fired = fired_slots(ids)
+    unfired = set(ids) - {sid for sid, _ in fired}
+    with session_scope() as session:  # what became of those not fired, should any be
+        query = select(Schedule.next_run_at, Schedule.updated_at).where(Schedule.id.in_(unfired))
+        left = Counter(session.execute(query).all())
     remove(ids)
 
-    assert sorted(sid for sid, _ in fired) == sorted(ids)
+    assert not unfired, (len(unfired), left, [(r.executions, r.schedules, r.skipped) for r in results])
     # Each firer counts only what it fired: together, each schedule once.
     assert sum(r.executions for r in results) == 500
     assert sum(r.schedules for r in results) == 500
