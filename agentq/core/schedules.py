@@ -144,21 +144,25 @@ def plan(schedule: Schedule, now: datetime, catch_up_max: int) -> Plan:
     assert first is not None
     assert first <= now
     keep = 1 if schedule.missed_policy == "skip" else catch_up_max
+    # A slot is due once its fire time (the slot plus its jitter) has come; the first is
+    # due by the time it was read, and the jitter ends before the next slot.
     if schedule.cron:
         following = _next_cron(schedule.cron, schedule.timezone, first)
-        if following > now:  # on time: the one slot
+        if fire_at(schedule, following) > now:  # on time: the one slot
             return Plan(slots=[first], next_run_at=following, missed=0)
         fired: deque[datetime] = deque(maxlen=keep)
         slots, slot, due = fire_times(schedule, first), first, 0
-        while slot <= now and due < _MAX_SCAN:
+        while (due == 0 or fire_at(schedule, slot) <= now) and due < _MAX_SCAN:
             fired.append(slot)
             due += 1
             slot = next(slots)
-        next_run_at = slot if slot > now else next_fire(schedule, now)
+        next_run_at = slot if due < _MAX_SCAN or slot > now else next_fire(schedule, now)
     else:
         # Arithmetic, not a scan: an interval of 1 s missed for a day is 86,400 slots.
         step = timedelta(seconds=schedule.interval_s or 0)
         due = int((now - first) / step) + 1
+        if due > 1 and fire_at(schedule, first + step * (due - 1)) > now:
+            due -= 1
         fired = deque(first + step * i for i in range(max(0, due - keep), due))
         next_run_at = first + step * due
     return Plan(slots=list(fired), next_run_at=next_run_at, missed=due - len(fired))

@@ -126,6 +126,39 @@ def test_plan_catch_up_fires_each_missed_slot_up_to_the_bound() -> None:
     assert large.next_run_at == first + timedelta(days=1, seconds=1)
 
 
+@pytest.mark.parametrize("policy", ["skip", "catch_up"])
+def test_plan_leaves_a_slot_whose_jittered_time_has_not_come(policy: str) -> None:
+    # A late firer is past the next slot but not past that slot's jittered fire time:
+    # the next slot fires later, at its own time, not early with this one.
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    schedule = interval(2, policy, first)
+    schedule.id, schedule.jitter_s = "s-jittered", 1.5
+    following = first + timedelta(seconds=2)
+    assert fire_at(schedule, following) > following  # this schedule's next slot is jittered
+
+    now = following + (fire_at(schedule, following) - following) / 2
+    planned = plan(schedule, now, catch_up_max=10)
+    later = plan(schedule, fire_at(schedule, following), catch_up_max=10)
+
+    assert planned.slots == [first]
+    assert planned.next_run_at == following
+    assert planned.missed == 0
+    assert later.slots == ([following] if policy == "skip" else [first, following])
+
+
+def test_plan_of_a_jittered_cron_leaves_the_next_slot_to_its_time() -> None:
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    schedule = cron("* * * * *", next_run_at=first, jitter_s=30.0)
+    schedule.id = "c-jittered"
+    following = first + timedelta(minutes=1)
+    assert fire_at(schedule, following) > following
+
+    planned = plan(schedule, following, catch_up_max=10)
+
+    assert planned.slots == [first]
+    assert planned.next_run_at == following
+
+
 def test_plan_cron_catch_up_and_on_time() -> None:
     first = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
     schedule = cron("*/5 * * * *", next_run_at=first)
