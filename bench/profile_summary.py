@@ -29,7 +29,7 @@ IDLE = (
 )
 # The first of these found in a stack (outermost to innermost order is irrelevant) names its step.
 STEPS = [
-    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^agentq/core/store/lifecycle\.py:claim$")),
+    ("claim (UPDATE + SELECT + event INSERT)", re.compile(r"^agentq/core/store/claiming\.py:claim(_in)?$")),
     ("finish (UPDATE + event INSERT)", re.compile(r"^agentq/core/store/lifecycle\.py:finish$")),
     (
         "heartbeat / event flush",

@@ -24,7 +24,7 @@ from agentq.core import heap, logs, store
 from agentq.core.queue import RUN_EXECUTION, app
 from agentq.core.settings import settings
 from workers import metrics
-from workers.process import drain, registry, runtime, shutdown
+from workers.process import consume, drain, registry, runtime, shutdown
 
 log = logging.getLogger("agentq.worker")
 registry()  # load plugins at start, not at first use (one that cannot be imported is left out)
@@ -38,6 +38,7 @@ def consume_webhooks(instance: Any, **_: Any) -> None:
     out on the worker's webhook loop."""
     if settings.webhook_sender:
         instance.app.amqp.queues.select_add(settings.webhook_queue)
+    consume(frozenset(instance.app.amqp.queues.consume_from))
 
 
 @worker_ready.connect

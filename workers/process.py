@@ -8,6 +8,14 @@ from workers.plugins.registry import Registry, load_registry
 from workers.runtime import Runtime
 
 _runtime: tuple[int, Runtime] | None = None
+_queues: frozenset[str] = frozenset()
+
+
+def consume(queues: frozenset[str]) -> None:
+    """The queues this worker consumes (before its runtime starts): a finish may start an
+    execution of one of them without a message (``Runtime.runs_here``)."""
+    global _queues
+    _queues = queues
 
 
 def runtime() -> Runtime:
@@ -15,7 +23,7 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
         dispose_after_fork()
-        started = Runtime(registry(), worker=f"{socket.gethostname()}:{os.getpid()}")
+        started = Runtime(registry(), worker=f"{socket.gethostname()}:{os.getpid()}", queues=_queues)
         started.start()
         _runtime = (os.getpid(), started)
     return _runtime[1]

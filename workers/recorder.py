@@ -43,12 +43,23 @@ def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             delay_s = min(delay_s * 2, 5.0)
 
 
-def record(ended: list[tuple[Attempt, Ran]], running: dict[Key, Attempt]) -> list[str]:
+def record(
+    ended: list[tuple[Attempt, Ran]],
+    running: dict[Key, Attempt],
+    starter: store.Starter | None = None,
+    start: Callable[[list[Execution]], None] | None = None,
+) -> list[str]:
     """Write the outcomes of attempts that ended, then publish what runs again; returns each
-    one's recorded status. ``running`` holds the runs whose leases the process keeps."""
+    one's recorded status. ``running`` holds the runs whose leases the process keeps.
+
+    Held executions admitted into the slots of those that ended are published, or, those
+    the finish claimed for this process (``starter``), given to ``start``: a freed slot is
+    refilled at once, not a publish, a broker hop and a claim later."""
     recordings = [(run, recording(run, *ran)) for run, ran in ended]
-    statuses, admitted = write(recordings)
-    queue.publish(admitted)  # held executions that took the slots of those that ended
+    statuses, admitted, started = write(recordings, starter)
+    if started and start is not None:
+        start(started)
+    queue.publish(admitted)
     for run, _ in ended:  # its lease is no longer this process's to keep
         running.pop((run.id, run.number), None)
     again = [(run, r) for run, r in recordings if statuses[run.id] == S.RETRYING]
@@ -66,10 +77,13 @@ def record(ended: list[tuple[Attempt, Ran]], running: dict[Key, Attempt]) -> lis
     return [statuses[run.id] for run, _ in ended]
 
 
-def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], list[Execution]]:
+def write(
+    recordings: list[tuple[Attempt, Recording]], starter: store.Starter | None = None
+) -> tuple[dict[str, str], list[Execution], list[Execution]]:
     """Write outcomes in one transaction with the events their attempts still hold;
-    returns each attempt's status as recorded (``superseded``: its row had moved on), and
-    the held executions admitted into the slots of those that ended."""
+    returns each attempt's status as recorded (``superseded``: its row had moved on), the
+    held executions admitted into the slots of those that ended, and those of them the
+    finish claimed for ``starter``."""
     statuses = {run.id: S.CANCELLED.value for run, r in recordings if r.finish is None}
     writes = [(run, r.finish) for run, r in recordings if r.finish is not None]
     # A cancelled run that held slots frees them now that it has stopped.
@@ -81,7 +95,7 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], 
         except DatabaseUnavailable as exc:  # the reaper frees the slots of ended executions
             log.error("cannot free the slots of %d cancelled runs: %s", len(stopped), exc)
     if not writes:
-        return statuses, admitted
+        return statuses, admitted, []
     for run, _ in writes:
         run.recorded = True
         run.flushing.acquire()  # after a heartbeat writing this run's events, and with the rest
@@ -91,15 +105,18 @@ def write(recordings: list[tuple[Attempt, Recording]]) -> tuple[dict[str, str], 
             for run, finish in writes
         ]
         try:
-            finished = with_db_retry(store.finish, finishes)
+            finished = with_db_retry(store.finish, finishes, starter)
         except DatabaseUnavailable as exc:
             log.error("%d outcomes not written, their leases will run them again: %s", len(writes), exc)
-            return statuses | {run.id: "unrecorded" for run, _ in writes}, admitted
+            return statuses | {run.id: "unrecorded" for run, _ in writes}, admitted, []
     finally:
         for run, _ in writes:
             run.flushing.release()
     written = finished.written
     notify.publish_many((f.execution_id, f.status) for f in finishes if f.execution_id in written)
-    return statuses | {
-        f.execution_id: f.status.value if f.execution_id in written else "superseded" for f in finishes
-    }, admitted + finished.admitted
+    return (
+        statuses
+        | {f.execution_id: f.status.value if f.execution_id in written else "superseded" for f in finishes},
+        admitted + finished.admitted,
+        finished.started,
+    )

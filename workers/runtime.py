@@ -25,7 +25,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -58,9 +58,10 @@ class ShuttingDown(Exception):
 class Runtime:
     """Per-process execution engine; start once, then call ``execute`` from pool threads."""
 
-    def __init__(self, registry: Registry, worker: str) -> None:
+    def __init__(self, registry: Registry, worker: str, queues: frozenset[str] = frozenset()) -> None:
         self.registry = registry
         self.worker = worker
+        self.queues = queues  # the queues the worker consumes
         self.loop = asyncio.new_event_loop()
         # Every run the process holds, from its claim until its outcome is written.
         self._running: dict[Key, Attempt] = {}
@@ -127,6 +128,39 @@ class Runtime:
             statuses.update((row.id, row.status.value) for row in rows if row.status is not S.RUNNING)
         if not runs:
             return statuses
+        here = self._start(runs, lone_here=True)
+        try:
+            if here is not None:  # alone in its message: on this thread, which is free
+                self._run_sync(*here)
+            statuses.update((run.id, run.outcome.result()) for run in runs)
+        finally:
+            self._ended(runs)
+        return statuses
+
+    def start_claimed(self, rows: list[Execution]) -> None:
+        """Start the runs that a finish of this process claimed for it (``runs_here``): as a
+        message's, with no message to ack; each one's outcome ends it."""
+        notify.publish_many((row.id, row.status) for row in rows)
+        runs = [Attempt(row) for row in rows if row.status is S.RUNNING]
+        if runs:
+            self._start(runs, lone_here=False)
+        for run in runs:
+            run.outcome.add_done_callback(partial(self._ended_one, run))
+
+    def runs_here(self, execution: Execution) -> bool:
+        """Whether this process may start ``execution`` without a message: its queue is one
+        the worker consumes, its command is loaded, and the worker is not handing back."""
+        if self._handing_back or execution.queue not in self.queues:
+            return False
+        try:
+            self.registry.command(execution.plugin, execution.command)
+        except Exception:
+            return False
+        return True
+
+    def _start(self, runs: list[Attempt], lone_here: bool) -> tuple[Attempt, Callable[[], Any]] | None:
+        """Start claimed runs; returns the sync run the calling thread runs itself (alone
+        in its message, with ``lone_here``), if any."""
         self._running.update(((run.id, run.number), run) for run in runs)
         if self._handing_back:  # a hand-back began meanwhile: its flag is set before it looks
             for run in runs:
@@ -135,19 +169,20 @@ class Runtime:
         # One hop to the loop for the whole message: the timers, and the async commands.
         on_loop = [(run, call) for run, (call, is_async) in commands if is_async]
         self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop)
-        try:
-            sync = [(run, call) for run, (call, is_async) in commands if not is_async]
-            if len(runs) == 1 and sync:  # alone in its message: on this thread, which is free
-                self._run_sync(*sync[0])
-            else:
-                for run, call in sync:
-                    self._sync_threads.submit(self._run_sync, run, call)
-            statuses.update((run.id, run.outcome.result()) for run in runs)
-        finally:
-            self.loop.call_soon_threadsafe(_cancel_timers, runs)
-            for run in runs:
-                self._running.pop((run.id, run.number), None)
-        return statuses
+        sync = [(run, call) for run, (call, is_async) in commands if not is_async]
+        if lone_here and len(runs) == 1 and sync:
+            return sync[0]
+        for run, call in sync:
+            self._sync_threads.submit(self._run_sync, run, call)
+        return None
+
+    def _ended_one(self, run: Attempt, _: "Future[str]") -> None:
+        self._ended([run])
+
+    def _ended(self, runs: list[Attempt]) -> None:
+        self.loop.call_soon_threadsafe(_cancel_timers, runs)
+        for run in runs:
+            self._running.pop((run.id, run.number), None)
 
     def _claim(self, messages: list[tuple[list[str], int]]) -> list[list[Execution]]:
         """The claimer thread: claim the executions of messages (ids, attempt) together."""
@@ -213,7 +248,8 @@ class Runtime:
     def _record(self, ended: list[tuple[Attempt, Ran]]) -> list[str]:
         """The recorder thread: write the outcomes of attempts that ended, then publish what
         runs again; returns each one's recorded status."""
-        return recorder.record(ended, self._running)
+        starter = store.Starter(self.worker, settings.lease_s, self.runs_here)
+        return recorder.record(ended, self._running, starter, self.start_claimed)
 
     def drain(self) -> None:
         """The worker is shutting down: runs still going after the grace period are handed

@@ -154,6 +154,25 @@ def test_one_keys_backlog_does_not_hold_back_anothers_run(stack: Stack, tmp_path
     assert len(after) >= 20, len(after)
 
 
+@pytest.mark.usefixtures("reaper")
+def test_the_worker_that_frees_a_slot_starts_the_next_run_in_the_same_transaction(
+    stack: Stack, tmp_path: Path
+) -> None:
+    assert stack.client.put("/v1/limits/refill", json={"max_running": 1}).status_code == 200
+    record = tmp_path / "refill.log"
+    with gauge_workers(stack, 2, "refill"):
+        ids = submit_all(stack.client, [gauge(record, 0.1, concurrency_key="refill")] * 6)
+        ended = sorted(wait_all_ended(ids, 60), key=lambda r: (r.started_at, r.id))
+    assert {r.status.value for r in ended} == {"succeeded"}
+    for before, after in zip(ended, ended[1:], strict=False):
+        # Claimed by the finish that freed the slot: started when that one finished, on
+        # the same worker, with no message between them.
+        assert after.started_at == before.finished_at, (before.id, after.id)
+        assert after.worker == before.worker
+    assert most_at_once(recorded_intervals(record, [])) == 1
+    assert admissions_left() == 0
+
+
 def test_limits_and_start_times_refuse_bad_input(stack: Stack) -> None:
     client = stack.client
     assert client.put("/v1/limits/k", json={"max_running": 0}).status_code == 422

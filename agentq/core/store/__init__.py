@@ -3,7 +3,7 @@
 - ``executions``: submit, read, list (what clients do); ``cancelling``: cancel; ``listings``:
   lists' indexes, failures;
 - ``redrive``: failed, timed-out or cancelled executions run again, through submit's plan;
-- ``lifecycle``: claim, heartbeat, finish (what workers do);
+- ``claiming`` and ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
 - ``schedules``, ``catalog``, ``keys``: the other tables;
 - ``webhooks``, ``deliveries``, ``sending``: subscriptions, the outbox of webhook
@@ -27,6 +27,7 @@ Callers use the package: ``from agentq.core import store; store.claim(...)``.
 from agentq.core.store import deliveries, sending, webhooks
 from agentq.core.store.cancelling import cancel_execution, free_slots
 from agentq.core.store.catalog import publish_catalog, read_catalog
+from agentq.core.store.claiming import claim
 from agentq.core.store.events import NewEvent, read_events, record_events, status_event
 from agentq.core.store.executions import (
     NewExecution,
@@ -54,7 +55,7 @@ from agentq.core.store.firing import (
     upcoming,
 )
 from agentq.core.store.keys import create_api_key, list_api_keys, owner_of_key, revoke_api_key
-from agentq.core.store.lifecycle import Finish, Finished, claim, finish, heartbeat
+from agentq.core.store.lifecycle import Finish, Finished, Starter, finish, heartbeat
 from agentq.core.store.limited import forget_limits, may_be_limited
 from agentq.core.store.limits import (
     LimitState,
@@ -97,6 +98,7 @@ __all__ = [
     "NewExecution",
     "Prepared",
     "RetryFilter",
+    "Starter",
     "Submitted",
     "admit_held",
     "cancel_execution",

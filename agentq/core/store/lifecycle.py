@@ -1,14 +1,13 @@
-"""An attempt's life on a worker: claim, heartbeat, finish.
+"""An attempt's life on a worker after its claim (``claiming``): heartbeat, finish.
 
 Each is one transaction of a few round trips, for one execution or a chunk of many: a
-claim is a locking SELECT, an UPDATE and the INSERT of the running events; a finish a
-locking SELECT, one UPDATE (a CASE on the id where the rows differ) and the INSERT of
-the events.
+finish is a locking SELECT, one UPDATE (a CASE on the id where the rows differ) and the
+INSERT of the events.
 """
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,8 @@ from sqlalchemy.orm import Session
 from agentq.core.db import session_scope
 from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionStatus, utcnow
 from agentq.core.store import admissions
-from agentq.core.store._rows import CLAIMABLE, EXECUTIONS, S, by_primary_key, detached_row
+from agentq.core.store._rows import EXECUTIONS, S, by_primary_key
+from agentq.core.store.claiming import claim_in
 from agentq.core.store.deliveries import Change, write_outbox
 from agentq.core.store.events import (
     Newest,
@@ -29,149 +29,6 @@ from agentq.core.store.events import (
     status_event,
     status_from_rows,
 )
-
-# What a worker reads of a claimed row: the command, its limits, what a retry publishes.
-_CLAIMED_COLUMNS = (
-    *(Execution.id, Execution.status, Execution.attempts, Execution.plugin, Execution.command),
-    *(Execution.params, Execution.queue, Execution.priority, Execution.timeout_s),
-    *(Execution.max_retries, Execution.log_lines, Execution.owner, Execution.webhook_events),
-    Execution.admitted,
-)
-_CLAIMED_KEYS = [column.key for column in _CLAIMED_COLUMNS]
-# The claim's statements, built once (the hot path): ``ids`` and ``attempts`` are lists.
-_CLAIMABLE_ROWS = by_primary_key(
-    select(*_CLAIMED_COLUMNS)
-    .where(
-        Execution.id.in_(bindparam("ids", expanding=True)),
-        Execution.status.in_(CLAIMABLE),
-        Execution.attempts.in_(bindparam("attempts", expanding=True)),
-        Execution.held.is_(None),  # never published; a message naming one is stale or forged
-    )
-    .order_by(Execution.id)
-    .with_for_update()
-)
-_START_RUNNING = (
-    update(EXECUTIONS)
-    .where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        status=S.RUNNING,
-        attempts=EXECUTIONS.c.attempts + 1,
-        started_at=bindparam("now"),
-        worker=bindparam("worker"),
-        lease_expires_at=bindparam("lease_expires_at"),
-        last_event_seq=advanced(1),
-    )
-)
-_RUNNING_EVENTS = status_from_rows(
-    func.json_object(
-        "status", S.RUNNING.value, "attempt", EXECUTIONS.c.attempts, "worker", bindparam("worker")
-    )
-)
-
-
-def claim(
-    messages: Sequence[tuple[Sequence[str], int]], worker: str, lease_s: float
-) -> list[list[Execution]]:
-    """Take the executions of messages, each ``(ids, attempt)``, in one transaction; returns
-    the rows each message took, with the columns a worker reads (``_CLAIMED_COLUMNS``):
-    running, or failed when no attempt was left (``max_retries + 1`` made already). Those
-    another delivery (or an earlier message of the same call) already took are left out.
-
-    Claimable: queued or retrying at exactly the message's attempt count, so a duplicate
-    or stale message finds attempts already moved on. A running row is never taken, not
-    even one whose lease expired: the reaper decides about those (``end_lost``). The rows
-    are locked as they are read, so the UPDATE changes exactly the rows returned.
-    """
-    now = utcnow()
-    with session_scope() as session:
-        wanted = {
-            "ids": list({i for ids, _ in messages for i in ids}),
-            "attempts": list({attempt for _, attempt in messages}),
-        }
-        found = {row.id: row for row in session.connection().execute(_CLAIMABLE_ROWS, wanted)}
-        taken = [
-            [found.pop(i) for i in dict.fromkeys(ids) if i in found and found[i].attempts == attempt]
-            for ids, attempt in messages
-        ]
-        ids: list[str] = []
-        exhausted: set[str] = set()  # out of attempts (left so by an older worker): failed, not run
-        freed: list[str] = []  # their slots, if they held any
-        for row in (row for message_rows in taken for row in message_rows):
-            if row.attempts <= row.max_retries:
-                ids.append(row.id)
-                continue
-            exhausted.add(row.id)
-            message = (
-                f"Attempt {row.attempts + 1} would exceed max_retries={row.max_retries}; "
-                "the execution is failed instead of run again."
-            )
-            end_attempt(
-                session, row.id, S.FAILED, {"type": "RetriesExhausted", "message": message}, row.attempts, now
-            )
-            if row.admitted:
-                freed.append(row.id)
-        if freed:  # rare: what takes their slots is left to the reaper's next pass to publish
-            due = [e.id for e in admissions.release(session.connection(), freed)]
-            if due:
-                session.execute(
-                    update(EXECUTIONS).where(EXECUTIONS.c.id.in_(due)).values(lease_expires_at=now)
-                )
-        if ids:
-            lease_expires_at = now + timedelta(seconds=lease_s)
-            session.execute(
-                _START_RUNNING,
-                {"ids": ids, "now": now, "worker": worker, "lease_expires_at": lease_expires_at},
-            )
-            append(session, rows_status=RowsStatus(_RUNNING_EVENTS, ids, now, {"worker": worker}))
-            started = (row for message_rows in taken for row in message_rows if row.id not in exhausted)
-            write_outbox(session, (Change(r.id, r.owner, r.webhook_events, S.RUNNING) for r in started), now)
-    # The rows as the UPDATE left them; only the claimed columns are set.
-    return [
-        [
-            detached_row(zip(_CLAIMED_KEYS, row, strict=True), status=S.FAILED)
-            if row.id in exhausted
-            else detached_row(
-                zip(_CLAIMED_KEYS, row, strict=True), status=S.RUNNING, attempts=row.attempts + 1
-            )
-            for row in message_rows
-        ]
-        for message_rows in taken
-    ]
-
-
-def end_attempt(
-    session: Session,
-    execution_id: str,
-    status: ExecutionStatus,
-    error: dict[str, Any],
-    attempts: int,
-    now: datetime,
-    *conditions: Any,
-) -> bool:
-    """Set an execution at ``attempts`` (and ``conditions``) to ``status`` (failed, or
-    retrying under an expired lease) with ``error``, and log it; False if no row matched.
-    The caller frees the slots of an admitted one that ended (``admissions.release``)."""
-    done = session.execute(
-        update(Execution)
-        .where(Execution.id == execution_id, Execution.attempts == attempts, *conditions)
-        .values(
-            status=status,
-            finished_at=now if status in TERMINAL else None,
-            lease_expires_at=None if status in TERMINAL else now,
-            error=error,
-            last_event_seq=advanced(1),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    append(session, [Newest(execution_id, [status_event(status, attempt=attempts, error=error)])])
-    if status in TERMINAL:  # rare (a lost worker, no attempts left): one more read is fine
-        owner, flags = session.execute(
-            select(Execution.owner, Execution.webhook_events).where(Execution.id == execution_id)
-        ).one()
-        write_outbox(session, [Change(execution_id, owner, flags, status)], now)
-    return True
 
 
 def heartbeat(
@@ -255,17 +112,31 @@ _FINISHED_EVENTS = status_from_rows(
 
 @dataclass(frozen=True)
 class Finished:
-    """What ``finish`` wrote: the ids, and the held executions admitted into the slots that
-    the ended ones freed (to publish)."""
+    """What ``finish`` wrote: the ids, the held executions admitted into the slots that the
+    ended ones freed (to publish), and those of them it claimed for the finishing worker
+    (to start at once: ``Starter``)."""
 
     written: set[str]
     admitted: list[Execution]
+    started: list[Execution] = field(default_factory=list)
 
 
-def finish(finishes: Sequence[Finish]) -> Finished:
+@dataclass(frozen=True)
+class Starter:
+    """The finishing worker: an execution admitted into a slot its run freed that it can
+    run (``runs``: its plugin is loaded and its queue consumed there) is claimed for it in
+    the finish's transaction, so the slot is refilled without a trip through the broker."""
+
+    worker: str
+    lease_s: float
+    runs: Callable[[Execution], bool]
+
+
+def finish(finishes: Sequence[Finish], starter: Starter | None = None) -> Finished:
     """Record the outcomes of attempts in one transaction (one UPDATE, then the INSERTs of
     their events); an attempt whose row moved on (cancelled, reclaimed) writes nothing.
-    The slots of admitted executions that ended go to held ones in the same transaction."""
+    The slots of admitted executions that ended go to held ones in the same transaction;
+    with a ``starter``, those it can run are claimed for it there too."""
     if not finishes:
         return Finished(set(), [])
     by_id = {f.execution_id: f for f in finishes}
@@ -321,4 +192,25 @@ def finish(finishes: Sequence[Finish]) -> Finished:
             append(session, newest, RowsStatus(_FINISHED_EVENTS, plain, now))
             write_outbox(session, changes, now)
         admitted = admissions.release(session.connection(), freed) if freed else []
+        return _refill(session, written, admitted, starter, now)
+
+
+def _refill(
+    session: Session, written: set[str], admitted: list[Execution], starter: Starter | None, now: datetime
+) -> Finished:
+    """Claim for the finishing worker the admitted executions it runs (``Starter``)."""
+    mine = [e for e in admitted if starter.runs(e)] if starter is not None else []
+    if starter is None or not mine:
         return Finished(written, admitted)
+    by_attempts: dict[int, list[str]] = defaultdict(list)
+    for execution in mine:
+        by_attempts[execution.attempts].append(execution.id)
+    claimed = [
+        row
+        for rows in claim_in(
+            session, [(ids, n) for n, ids in by_attempts.items()], starter.worker, starter.lease_s, now
+        )
+        for row in rows
+    ]
+    taken = {row.id for row in claimed}
+    return Finished(written, [e for e in admitted if e.id not in taken], claimed)

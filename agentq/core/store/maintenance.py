@@ -19,7 +19,7 @@ from agentq.core.models import (
 )
 from agentq.core.store import admissions
 from agentq.core.store._rows import CANCELLABLE, CLAIMABLE, S, by_primary_key
-from agentq.core.store.lifecycle import end_attempt
+from agentq.core.store.claiming import end_attempt
 
 
 def expired_leases(now: datetime, limit: int = 500) -> list[Execution]:
