@@ -1,6 +1,7 @@
 """Concurrency limits, with real workers: per concurrency key (through worker kills), per
 plugin and per API key; held executions wait visibly, unpublished, and can be cancelled."""
 
+import itertools
 import os
 import signal
 import time
@@ -164,7 +165,7 @@ def test_the_worker_that_frees_a_slot_starts_the_next_run_in_the_same_transactio
         ids = submit_all(stack.client, [gauge(record, 0.1, concurrency_key="refill")] * 6)
         ended = sorted(wait_all_ended(ids, 60), key=lambda r: (r.started_at, r.id))
     assert {r.status.value for r in ended} == {"succeeded"}
-    for before, after in zip(ended, ended[1:], strict=False):
+    for before, after in itertools.pairwise(ended):
         # Claimed by the finish that freed the slot: started when that one finished, on
         # the same worker, with no message between them.
         assert after.started_at == before.finished_at, (before.id, after.id)
