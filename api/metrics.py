@@ -131,10 +131,13 @@ class StateCollector(Collector):
                 pipe.llen(key)
         lengths = pipe.execute()
         family = GaugeMetricFamily(
-            "agentq_queue_depth", "Messages waiting in each broker queue, all priorities.", labels=["queue"]
+            "agentq_queue_depth",
+            "Messages waiting in each broker queue, all shards and priorities.",
+            labels=["queue"],
         )
+        per_queue = len(broker.queue_keys(settings.default_queue, PRIORITY_LEVELS))  # shards × priorities
         for i, queue in enumerate(queues):
-            family.add_metric([queue], sum(lengths[i * PRIORITY_LEVELS : (i + 1) * PRIORITY_LEVELS]))
+            family.add_metric([queue], sum(lengths[i * per_queue : (i + 1) * per_queue]))
         yield family
 
     def _workers(self) -> Iterator[Metric]:

@@ -1,14 +1,16 @@
-"""Fair share: a second key's run beside one key's backlog, a concurrency key's limit, and
-the cost of admission when no limit is set.
+"""Fair share: a second key's run beside one key's backlog (under a limit, and on a busy
+worker with none), a concurrency key's limit, and the cost of all this with no limit set.
 
     python -m bench.fairness [--backlog 400] [--b-runs 30] [--limit-runs 100] [--p1-n 3000] [--baseline main]
 
-1. Fairness. ``simulate`` limited to 4 (``AGENTQ_PLUGIN_LIMITS='{"simulate": 4}'``), one
-   worker: key A submits ``--backlog`` runs of 0.5 s (async sleep), about 50 s of work;
-   while they drain key B submits one 0.1 s run a second, ``--b-runs`` times. Figures:
-   B's submit→succeeded p50/p99 (``created_at`` → ``finished_at``), and A's throughput
-   while B ran. Against first-in first-out: the same without the limit on a worker of 4
-   threads and a chunk of 1, where B's run waits behind all of A's before it.
+1. Fairness. Key A submits ``--backlog`` runs of 0.5 s (async sleep), about 50 s of work
+   on 4 slots; while they drain key B (on another shard of the queue than A) submits one
+   0.1 s run a second, ``--b-runs`` times. Figures: B's submit→succeeded p50/p99
+   (``created_at`` → ``finished_at``), and A's throughput while B ran; this tree and
+   ``--baseline`` (exported), each in two setups: ``simulate`` limited to 4
+   (``AGENTQ_PLUGIN_LIMITS='{"simulate": 4}'``) on one worker; and no limit on a worker of
+   4 slots with a message per execution (a chunk of 1), where first in, first out
+   (main) starts B's run after all of A's before it.
 2. Limit. ``--limit-runs`` runs of 1 s under a limit of 5 on a concurrency key: the most
    that ran at once (from the rows' ``started_at``/``finished_at``) and the wall time.
 3. P1 batch throughput with no limit set (``bench.throughput``'s batch figure): this tree
@@ -24,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from agentq.core import broker
 from bench.harness import ROOT, Report, Row, Stack, arguments, percentile, progress, stack, submit_batches
 from bench.schedules import exported
 from bench.throughput import ECHO, batch_rate
@@ -33,13 +36,15 @@ def simulate(sleep_s: float, **fields: Any) -> dict[str, Any]:
     return {"plugin": "simulate", "command": "run", "params": {"sleep_s": sleep_s, "mode": "async"}, **fields}
 
 
-def key_client(st: Stack, name: str) -> httpx.Client:
+def key_client(st: Stack, name: str) -> tuple[str, httpx.Client]:
+    """A new key's id, and a client that sends it."""
     with st.client() as admin:
         made = admin.post("/v1/keys", json={"name": name})
         made.raise_for_status()
-    return httpx.Client(
+    client = httpx.Client(
         base_url=st.api_url, headers={"Authorization": f"Bearer {made.json()['key']}"}, timeout=60
     )
+    return made.json()["id"], client
 
 
 def rows(st: Stack, ids: list[str]) -> list[tuple[datetime, datetime | None, datetime | None]]:
@@ -67,18 +72,31 @@ def most_at_once(found: list[tuple[datetime, datetime | None, datetime | None]])
     return most
 
 
+def other_shard_client(st: Stack, first: str) -> httpx.Client:
+    """A new key whose runs go to another shard of the queue than ``first``'s."""
+    queue = st.env["AGENTQ_DEFAULT_QUEUE"]
+    for n in range(50):
+        made, client = key_client(st, f"b{n}")
+        if broker.shard(queue, made) != broker.shard(queue, first):
+            return client
+        client.close()
+    raise RuntimeError("no key on another shard among 50")
+
+
 def fairness_run(
-    database: str, loglevel: str, backlog: int, b_runs: int, fifo: bool
+    database: str, loglevel: str, backlog: int, b_runs: int, limited: bool, root: Path
 ) -> tuple[list[float], float]:
-    """B's submit→succeeded seconds, and A's executions/s while B ran."""
-    env = {"AGENTQ_CHUNK_SIZE": "1"} if fifo else {"AGENTQ_PLUGIN_LIMITS": '{"simulate": 4}'}
-    with stack(database, loglevel, root=ROOT, **env) as st:
+    """B's submit→succeeded seconds, and A's executions/s while B ran: under the limit of 4,
+    or with none on a worker of 4 slots and a message per execution."""
+    env = {"AGENTQ_PLUGIN_LIMITS": '{"simulate": 4}'} if limited else {"AGENTQ_CHUNK_SIZE": "1"}
+    with stack(database, loglevel, root=root, **env) as st:
         st.start_api()
-        st.start_worker(concurrency=4 if fifo else None)
+        st.start_worker(concurrency=None if limited else 4)
         st.wait_for_plugins("simulate")
-        a, b = key_client(st, "a"), key_client(st, "b")
+        a_id, a = key_client(st, "a")
+        b = other_shard_client(st, a_id)
         with a, b:
-            progress(f"{'FIFO' if fifo else 'fair'}: A submits {backlog} runs of 0.5 s")
+            progress(f"{'limit 4' if limited else 'no limit, 4 slots'}: A submits {backlog} runs of 0.5 s")
             a_ids = submit_batches(a, backlog, simulate(0.5))
             time.sleep(2)
             b_ids = []
@@ -134,21 +152,47 @@ def main() -> None:
     parser.add_argument("--baseline", default="main", help="git revision for P1 ('' for none)")
     parser.add_argument("--parts", nargs="+", default=["fairness", "limit", "p1"])
     args = parser.parse_args()
-    report = Report(
-        "fairness", {k: getattr(args, k) for k in ("backlog", "b_runs", "limit_runs", "p1_n", "baseline")}
-    )
+    shown = ("backlog", "b_runs", "limit_runs", "p1_n", "baseline")
+    report = Report("fairness", {k: getattr(args, k) for k in shown})
     db, level = args.database, args.loglevel
     if "fairness" in args.parts:
-        fair, a_rate = fairness_run(db, level, args.backlog, args.b_runs, fifo=False)
-        fifo, fifo_a_rate = fairness_run(db, level, args.backlog, args.b_runs, fifo=True)
-        p50, p99 = percentile(fair, 50), percentile(fair, 99)
-        report.add(Row("B submit→succeeded p50", p50, "s", percentile(fifo, 50), "FIFO"))
-        report.add(Row("B submit→succeeded p99", p99, "s", percentile(fifo, 99), "FIFO", "≤ 1 s", p99 <= 1.0))
-        report.add(
-            Row(
-                "A throughput at limit 4 × 0.5 s", a_rate, "runs/s", fifo_a_rate, "FIFO", "8/s", a_rate >= 7.8
+        with contextlib.ExitStack() as cleanup:
+            before = cleanup.enter_context(exported(args.baseline or "main"))
+            runs = {
+                (limited, which): fairness_run(db, level, args.backlog, args.b_runs, limited, root)
+                for limited in (True, False)
+                for which, root in (("new", ROOT), ("old", before))
+            }
+        named = args.baseline or "main"
+        for limited, what in ((True, "limit 4"), (False, "no limit, 4 slots")):
+            (new_b, new_a), (old_b, old_a) = runs[(limited, "new")], runs[(limited, "old")]
+            p50, p99 = percentile(new_b, 50), percentile(new_b, 99)
+            report.add(Row(f"{what}: B submit→succeeded p50", p50, "s", percentile(old_b, 50), named))
+            report.add(
+                Row(
+                    f"{what}: B submit→succeeded p99",
+                    p99,
+                    "s",
+                    percentile(old_b, 99),
+                    named,
+                    "≤ 1 s",
+                    p99 <= 1.0,
+                )
             )
-        )
+            if limited:
+                report.add(
+                    Row(
+                        f"{what}: A throughput, 0.5 s runs",
+                        new_a,
+                        "runs/s",
+                        old_a,
+                        named,
+                        "8/s",
+                        new_a >= 7.8,
+                    )
+                )
+            else:
+                report.add(Row(f"{what}: A throughput, 0.5 s runs", new_a, "runs/s", old_a, named))
     if "limit" in args.parts:
         most, wall = limit_run(db, level, args.limit_runs)
         report.add(Row("limit 5: most running at once", most, "", target="5", met=most == 5))

@@ -20,7 +20,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from agentq.core import heap, logs, store
+from agentq.core import broker, heap, logs, store
 from agentq.core.queue import RUN_EXECUTION, app
 from agentq.core.settings import settings
 from workers import metrics
@@ -32,13 +32,19 @@ heap.fix_mmap_threshold()  # before the pool's threads allocate
 
 
 @celeryd_after_setup.connect
-def consume_webhooks(instance: Any, **_: Any) -> None:
-    """Every worker sends webhooks too, whatever queues it was given (unless
-    AGENTQ_WEBHOOK_SENDER is off): a delivery's task only claims it, and its request goes
-    out on the worker's webhook loop."""
+def consume_queues(instance: Any, **_: Any) -> None:
+    """A worker of a queue consumes each of its shards (``broker.shard``: one per group of
+    API keys), in turn. Every worker sends webhooks too, whatever queues it was given
+    (unless AGENTQ_WEBHOOK_SENDER is off): a delivery's task only claims it, and its
+    request goes out on the worker's webhook loop."""
+    queues = instance.app.amqp.queues
+    given = [name for name in queues.consume_from if name != settings.webhook_queue]
+    for name in given:
+        for shard in broker.shards(name)[1:]:
+            queues.select_add(shard)
     if settings.webhook_sender:
-        instance.app.amqp.queues.select_add(settings.webhook_queue)
-    consume(frozenset(instance.app.amqp.queues.consume_from))
+        queues.select_add(settings.webhook_queue)
+    consume(frozenset(given))
 
 
 @worker_ready.connect

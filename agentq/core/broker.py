@@ -13,6 +13,7 @@ takes a connection from the channel's pool per command, so one client serves the
 in any thread; it is rebuilt when the channel replaces its pool (after a fork, on close).
 """
 
+import zlib
 from typing import Any
 
 import redis as redis_py
@@ -21,11 +22,27 @@ from kombu.transport import redis
 
 # The transport keeps priority p of queue q in the Redis list "q" (p == 0) or "q:p".
 QUEUE_SEP = ":"
+# A queue of executions is split by API key into this many broker queues ("q" itself,
+# then "q.s1" … "q.s15"), which every worker of "q" consumes in turn: one key's backlog
+# then waits in its own list, not in front of every other key's runs (docs: fair share).
+SHARDS = 16
+
+
+def shard(queue: str, owner: str | None) -> str:
+    """The broker queue that carries ``owner``'s executions of ``queue``."""
+    n = zlib.crc32((owner or "").encode()) % SHARDS
+    return queue if n == 0 else f"{queue}.s{n}"
+
+
+def shards(queue: str) -> list[str]:
+    """Every broker queue of ``queue``, itself first."""
+    return [queue] + [f"{queue}.s{n}" for n in range(1, SHARDS)]
 
 
 def queue_keys(queue: str, priority_levels: int) -> list[str]:
-    """The Redis lists that hold the messages of ``queue``, one per priority."""
-    return [queue] + [f"{queue}{QUEUE_SEP}{p}" for p in range(1, priority_levels)]
+    """The Redis lists that hold the messages of ``queue`` (of every shard), one per
+    priority each."""
+    return [f"{q}{QUEUE_SEP}{p}" if p else q for q in shards(queue) for p in range(priority_levels)]
 
 
 class Channel(redis.Channel):

@@ -90,7 +90,11 @@ def celery_config() -> dict[str, Any]:
             "unacked_restore_throttle": 1,
             "priority_steps": list(range(PRIORITY_LEVELS)),
             "sep": broker.QUEUE_SEP,
-            "queue_order_strategy": "priority",
+            # Of the queues a worker consumes, the one it just took a message from goes
+            # last: a key's shard (broker.shard) waits for one message of each other
+            # key's at most, at the same priority (kombu reads every queue's highest
+            # priority list before any lower one).
+            "queue_order_strategy": "round_robin",
         },
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -132,10 +136,11 @@ app.config_from_object(celery_config())
 
 
 def chunks(executions: Iterable[Execution], size: int) -> Iterator[list[Execution]]:
-    """Executions that can share a message (same queue, priority and attempt), ``size`` at most."""
-    groups: dict[tuple[str, int, int], list[Execution]] = defaultdict(list)
+    """Executions that can share a message (same queue, owner, priority and attempt),
+    ``size`` at most."""
+    groups: dict[tuple[str, str, int, int], list[Execution]] = defaultdict(list)
     for execution in executions:
-        group = groups[(execution.queue, execution.priority, execution.attempts)]
+        group = groups[(execution.queue, execution.owner, execution.priority, execution.attempts)]
         group.append(execution)
         if len(group) == size:
             yield group[:]
@@ -195,7 +200,8 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
     """Publish executions over one producer connection.
 
     A message carries up to ``AGENTQ_CHUNK_SIZE`` execution ids, so a batch costs the
-    broker and the worker one message per chunk. In Flower, its task id is the first
+    broker and the worker one message per chunk; it goes to its owner's shard of the
+    execution's queue (``broker.shard``). In Flower, its task id is the first
     execution's, its args the first ids (search them for any other) and its kwargs the
     agents it runs (``agents_repr``). The message's retry count is the
     attempts its rows have made: the claim expects it, so a republished (reaped,
@@ -218,7 +224,7 @@ def enqueue(executions: Iterable[Execution], countdown: float | None = None) -> 
                     argsrepr=args_repr(ids),
                     kwargsrepr=agents_repr(chunk),
                     task_id=first.id,
-                    queue=first.queue,
+                    queue=broker.shard(first.queue, first.owner),
                     priority=broker_priority(first.priority),
                     producer=producer,
                     retries=first.attempts,

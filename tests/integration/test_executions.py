@@ -8,16 +8,17 @@ from typing import Any
 import httpx
 import redis
 
-from agentq.core import queue, store
+from agentq.core import broker, queue, store
+from agentq.core.queue import PRIORITY_LEVELS
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
 from tests.integration.processes import wait_until
 
 
 def queue_depth(name: str) -> int:
-    """Messages waiting in a Redis queue, over all its priority lists."""
+    """Messages waiting in a Redis queue, over all its shards' priority lists."""
     client = redis.Redis.from_url(REDIS_URL)
-    return sum(int(client.llen(key)) for key in [name.encode(), *client.keys(f"{name}:[0-9]")])
+    return sum(int(client.llen(key)) for key in broker.queue_keys(name, PRIORITY_LEVELS))
 
 
 def test_submit_echo_then_poll_returns_result(stack: Stack) -> None:

@@ -15,6 +15,8 @@ import httpx
 import pytest
 import redis
 
+from agentq.core import broker
+from agentq.core.models import ADMIN_OWNER
 from agentq.core.queue import PRIORITY_LEVELS, REAP_EXECUTIONS, app
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import Stack
@@ -210,23 +212,24 @@ def test_flowers_broker_view_counts_the_queued_messages(stack: Stack, flower: Fl
     # Given the worker stops consuming, and executions wait in the queue at three priorities
     worker = f"w1@{socket.gethostname()}"  # the stack's worker, --hostname w1@%h
     client = redis.Redis.from_url(REDIS_URL)
-    app.control.cancel_consumer("agentq", destination=[worker], reply=True, timeout=5)
+    queue = broker.shard("agentq", ADMIN_OWNER)  # the admin key's shard of the queue
+    app.control.cancel_consumer(queue, destination=[worker], reply=True, timeout=5)
     try:
         created = [stack.submit("echo", "echo", {"n": p}, priority=p) for p in (0, 5, 9)]
         # (the API publishes from a thread of its own, after answering)
-        wait_until(lambda: _waiting(client, "agentq") == 3, 10, "the three messages in Redis")
+        wait_until(lambda: _waiting(client, queue) == 3, 10, "the three messages in Redis")
 
         # Then Flower's queue lengths and its Broker page count them, on the real Redis
         response = flower.get("/api/queues/length")
         assert response.status_code == 200, response.text
-        assert {"name": "agentq", "messages": 3} in response.json()["active_queues"]
+        assert {"name": queue, "messages": 3} in response.json()["active_queues"]
         page = flower.get("/broker")
         assert page.status_code == 200, page.text
-        assert '<tr id="agentq">' in page.text
+        assert f'<tr id="{queue}">' in page.text
         assert "No queue data" not in page.text
         assert ">redis://" in page.text  # the broker's URL, its password masked
     finally:
-        app.control.add_consumer("agentq", destination=[worker], reply=True, timeout=5)
+        app.control.add_consumer(queue, destination=[worker], reply=True, timeout=5)
     for execution in created:
         assert stack.wait(execution["id"])["status"] == "succeeded"
-    assert {"name": "agentq", "messages": 0} in flower.get("/api/queues/length").json()["active_queues"]
+    assert {"name": queue, "messages": 0} in flower.get("/api/queues/length").json()["active_queues"]

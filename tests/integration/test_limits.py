@@ -12,6 +12,8 @@ import pytest
 import redis
 
 from agentq.client import Client
+from agentq.core import broker
+from agentq.core.queue import PRIORITY_LEVELS
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import ADMIN_KEY, Stack
 from tests.integration.fairshare import (
@@ -42,11 +44,8 @@ def reaper(stack: Stack) -> Iterator[Proc]:
 
 
 def gauge_queue_length() -> int:
-    # The Redis transport keeps a list per priority step: "agentq.gauge" and "agentq.gauge\x06N".
     client = redis.Redis.from_url(REDIS_URL)
-    return sum(
-        int(client.llen(name)) for name in client.scan_iter("agentq.gauge*") if client.type(name) == b"list"
-    )
+    return sum(int(client.llen(key)) for key in broker.queue_keys("agentq.gauge", PRIORITY_LEVELS))
 
 
 @pytest.mark.usefixtures("reaper")

@@ -248,8 +248,17 @@ def test_a_finished_field_names_its_plugin_and_status() -> None:
     assert metrics_layout.plugin_and_status(field) == ("team/echo", "timed_out")
 
 
-def test_queue_keys_follow_kombu_priority_lists() -> None:
-    assert broker.queue_keys("agentq", 10) == ["agentq"] + [f"agentq:{p}" for p in range(1, 10)]
+def test_queue_keys_follow_kombu_priority_lists_of_every_shard() -> None:
+    keys = broker.queue_keys("agentq", 10)
+    assert keys[:10] == ["agentq"] + [f"agentq:{p}" for p in range(1, 10)]
+    assert keys[10:20] == ["agentq.s1"] + [f"agentq.s1:{p}" for p in range(1, 10)]
+    assert len(keys) == 10 * broker.SHARDS
+
+
+def test_a_keys_executions_go_to_one_shard_of_their_queue() -> None:
+    assert broker.shard("agentq", "key-a") == broker.shard("agentq", "key-a")
+    assert broker.shard("agentq", "key-a") in broker.shards("agentq")
+    assert {broker.shard("agentq", f"key-{i}") for i in range(200)} == set(broker.shards("agentq"))
 
 
 def test_memory_limit() -> None:
