@@ -25,7 +25,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -40,6 +40,7 @@ from workers.outcomes import Ran, backoff_s
 from workers.plugins.registry import Registry
 from workers.recorder import with_db_retry
 from workers.stalls import report_blocked
+from workers.turns import Turns
 from workers.watchdog import LoopWatchdog
 
 S = ExecutionStatus
@@ -65,8 +66,9 @@ class Runtime:
         self.loop = asyncio.new_event_loop()
         # Every run the process holds, from its claim until its outcome is written.
         self._running: dict[Key, Attempt] = {}
-        # Sync commands of a many-execution message run here, side by side.
-        self._sync_threads = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="agentq-sync")
+        # Sync commands of a many-execution message run here, side by side, taking turns
+        # between API keys (workers/turns.py).
+        self._sync_threads = Turns(settings.worker_concurrency, "agentq-sync")
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
         # Claims of messages that arrive together share a transaction, and so do the
         # outcomes of attempts that end together.
@@ -89,12 +91,8 @@ class Runtime:
         self._heartbeat.start()
         if self._watchdog is not None:
             self._watchdog.start()
-        # Start the sync threads now: started on demand, in the middle of a burst, each
-        # start waits for the GIL.
-        started = threading.Barrier(settings.worker_concurrency + 1)
-        for _ in range(settings.worker_concurrency):
-            self._sync_threads.submit(started.wait)
-        started.wait()
+        # Started now: started on demand, in the middle of a burst, each waits for the GIL.
+        self._sync_threads.start()
 
     def stop(self) -> None:
         self._heartbeat.stop()
@@ -173,7 +171,7 @@ class Runtime:
         if lone_here and len(runs) == 1 and sync:
             return sync[0]
         for run, call in sync:
-            self._sync_threads.submit(self._run_sync, run, call)
+            self._sync_threads.submit(run.row.owner, partial(self._run_sync, run, call))
         return None
 
     def _ended_one(self, run: Attempt, _: "Future[str]") -> None:

@@ -38,8 +38,8 @@ RUNS = {
         "--baseline", "HEAD",
     ],
 }  # fmt: skip
-# Two stacks, one after the other; fairness starts five.
-TIMEOUTS_S = {"schedules": 300, "fairness": 600}
+# Two stacks, one after the other; fairness starts seven.
+TIMEOUTS_S = {"schedules": 300, "fairness": 900}
 # Figures a benchmark must have written (a part of each row's name).
 FIGURES = {
     "fairness": ["B submit→succeeded p99", "A throughput", "most running at once", "wall time", "P1 batch"],
