@@ -225,7 +225,7 @@ def main() -> None:
             met = None if best_old is None else best_new >= 0.95 * best_old
             report.add(
                 Row(
-                    "P1 batch, no limit set (best of 2)",
+                    f"P1 batch, no limit set (best of {args.p1_rounds})",
                     best_new,
                     "executions/s",
                     best_old,

@@ -107,10 +107,8 @@ class Stack:
         assert row["status"] in ("succeeded", "failed", "timed_out", "cancelled"), row
         return row
 
-    def start_worker(self, name: str, queues: str = "agentq", concurrency: int = 8, **env: str) -> Proc:
-        proc = start_worker(
-            child_env(self.env, **env), self.log_dir, name, queues=queues, concurrency=concurrency
-        )
+    def start_worker(self, name: str, queues: str = "agentq", **env: str) -> Proc:
+        proc = start_worker(child_env(self.env, **env), self.log_dir, name, queues=queues)
         self.extra.append(proc)
         return proc
 

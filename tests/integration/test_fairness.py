@@ -9,7 +9,7 @@ import httpx
 from agentq.core import broker
 from tests.integration.conftest import Stack
 from tests.integration.fairshare import gauge, key_client, wait_all_ended
-from tests.integration.processes import wait_until
+from tests.integration.processes import child_env, start_worker, wait_until
 
 
 def keys_on_two_shards(stack: Stack) -> tuple[httpx.Client, httpx.Client]:
@@ -27,7 +27,8 @@ def test_one_keys_backlog_in_the_broker_does_not_delay_anothers_run(stack: Stack
     a, b = keys_on_two_shards(stack)
     record = tmp_path / "pool.log"
     # One busy worker: a single slot, so everything else waits in the broker.
-    worker = stack.start_worker("pool", queues="agentq.gauge", concurrency=1)
+    worker = start_worker(child_env(stack.env), stack.log_dir, "pool", queues="agentq.gauge", concurrency=1)
+    stack.extra.append(worker)
     try:
         with a, b:
             backlog = []
