@@ -4,10 +4,13 @@ A message carries one or many executions (a chunk of a batch). They run side by 
 every async command on the process's one event loop, so a single worker process holds
 many I/O-bound executions at once; sync commands on a thread pool (a lone one on the
 Celery pool thread that delivered it). The message is acked once all of its outcomes are
-written. Besides the Celery pool's threads, each thread has one role:
+written. A run can also come without a message: an execution admitted into a concurrency
+slot that one of this process's runs freed, which the finish claimed for the process
+(``start_claimed``). Besides the Celery pool's threads, each thread has one role:
 
 - ``agentq-loop`` runs the event loop: async commands and their timeouts.
-- ``agentq-sync-*`` run the sync commands of many-execution messages.
+- ``agentq-sync-*`` run the sync commands of many-execution messages, taking turns
+  between API keys (``workers/turns.py``).
 - ``agentq-claimer`` claims executions, those of messages that arrived together in one
   transaction; ``agentq-recorder`` writes outcomes, those that ended together in one
   (``workers/recorder.py``).
