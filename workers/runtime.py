@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from functools import partial
@@ -88,6 +89,7 @@ class Runtime:
             else None
         )
         self._handing_back = False
+        self._draining: float | None = None  # when the warm shutdown's runs must be done
 
     def start(self) -> None:
         self._thread.start()
@@ -98,6 +100,11 @@ class Runtime:
         self._sync_threads.start()
 
     def stop(self) -> None:
+        # Celery waited for the runs of its messages; those a finish started hold no pool
+        # thread, so a warm shutdown waits for them here (the heartbeat hands them back
+        # once the grace period is over, and their outcome is written).
+        while self._draining is not None and self._running and time.monotonic() < self._draining:
+            time.sleep(0.05)
         self._heartbeat.stop()
         if self._watchdog is not None:
             self._watchdog.stop()
@@ -150,8 +157,8 @@ class Runtime:
 
     def runs_here(self, execution: Execution) -> bool:
         """Whether this process may start ``execution`` without a message: its queue is one
-        the worker consumes, its command is loaded, and the worker is not handing back."""
-        if self._handing_back or execution.queue not in self.queues:
+        the worker consumes, its command is loaded, and the worker is not shutting down."""
+        if self._draining is not None or self._handing_back or execution.queue not in self.queues:
             return False
         try:
             self.registry.command(execution.plugin, execution.command)
@@ -258,6 +265,8 @@ class Runtime:
         log.info(
             "draining: %d running, handing back after %gs", len(self._running), settings.shutdown_grace_s
         )
+        # No more runs without a message: what a finish admits now is published.
+        self._draining = time.monotonic() + settings.shutdown_grace_s + settings.stop_grace_s + 5
         self._heartbeat.hand_back_after(settings.shutdown_grace_s)
 
     def _hand_back_all(self) -> None:

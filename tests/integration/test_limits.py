@@ -25,6 +25,7 @@ from tests.integration.fairshare import (
     most_at_once,
     recorded_intervals,
     row_intervals,
+    rows,
     submit_all,
     wait_all_ended,
 )
@@ -170,6 +171,36 @@ def test_the_worker_that_frees_a_slot_starts_the_next_run_in_the_same_transactio
         assert after.started_at == before.finished_at, (before.id, after.id)
         assert after.worker == before.worker
     assert most_at_once(recorded_intervals(record, [])) == 1
+    assert admissions_left() == 0
+
+
+@pytest.mark.usefixtures("reaper")
+def test_a_warm_shutdown_waits_for_a_run_it_started_without_a_message(stack: Stack, tmp_path: Path) -> None:
+    assert stack.client.put("/v1/limits/drain", json={"max_running": 1}).status_code == 200
+    record = tmp_path / "drain.log"
+    env = {**GAUGE_ENV, "AGENTQ_SHUTDOWN_GRACE_S": "5"}
+    stopping = stack.start_worker("drain-a", queues="agentq.gauge", **env)
+    first, second, third = submit_all(stack.client, [gauge(record, 1.5, concurrency_key="drain")] * 3)
+    # The second starts in the slot the first frees, claimed by the first's finish.
+    wait_until(lambda: rows([second])[0].status.value == "running", 30, "the second run")
+    stopping.signal(signal.SIGTERM)
+    stopping.popen.wait(30)
+    after_stop = {r.id: r for r in rows([first, second, third])}
+    stack.extra.remove(stopping)
+    successor = stack.start_worker("drain-b", queues="agentq.gauge", **GAUGE_ENV)
+    try:
+        ended = {r.id: r for r in wait_all_ended([first, second, third], 60)}
+    finally:
+        stack.stop(successor)
+    assert stopping.popen.returncode == 0
+    # It ran to its end before the process exited, once, on the worker that started it...
+    assert (after_stop[second].status.value, after_stop[second].attempts) == ("succeeded", 1)
+    assert after_stop[second].worker == after_stop[first].worker
+    # ...and what its finish admitted meanwhile was published, not started by a worker
+    # on its way out: the next worker ran it.
+    assert after_stop[third].status.value == "queued"
+    assert ended[third].status.value == "succeeded"
+    assert ended[third].worker != ended[second].worker
     assert admissions_left() == 0
 
 
