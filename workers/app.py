@@ -51,7 +51,7 @@ def consume_queues(instance: Any, **_: Any) -> None:
 def publish_catalog(**_: Any) -> None:
     entries = registry().catalog(settings.default_queue)
     store.publish_catalog(entries)
-    runtime()  # start the loop before the first message
+    runtime().after_run = after_runs  # (starting the loop before the first message)
     heap.freeze_startup()
     heap.collect_less_often()
     log.info("published %d plugin commands", len(entries))
@@ -78,10 +78,16 @@ _memory_exceeded = False
 
 @task_postrun.connect
 def after_task(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "name", None) != RUN_EXECUTION:
+        heap.trim_if_due()
+        return  # what a worker holds grows with the plugins it runs, not with a reaper pass
+    after_runs()
+
+
+def after_runs() -> None:
+    """After a message's runs, or a run a finish started (``Runtime.after_run``)."""
     global _memory_exceeded
     heap.trim_if_due()
-    if getattr(sender, "name", None) != RUN_EXECUTION:
-        return  # what a worker holds grows with the plugins it runs, not with a reaper pass
     # Celery's worker_max_memory_per_child only applies to the prefork pool; with threads the
     # process itself must go: a warm shutdown (running executions finish or are handed back),
     # then the supervisor (compose `restart:`, systemd `Restart=always`) starts a fresh one.

@@ -90,6 +90,9 @@ class Runtime:
         )
         self._handing_back = False
         self._draining: float | None = None  # when the warm shutdown's runs must be done
+        # Called once a run a finish started has ended (as Celery's task_postrun is after a
+        # message): the memory limit's check.
+        self.after_run: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -186,6 +189,8 @@ class Runtime:
 
     def _ended_one(self, run: Attempt, _: "Future[str]") -> None:
         self._ended([run])
+        if self.after_run is not None:
+            self.after_run()
 
     def _ended(self, runs: list[Attempt]) -> None:
         self.loop.call_soon_threadsafe(_cancel_timers, runs)
