@@ -8,9 +8,10 @@ until ``AGENTQ_WEBHOOK_TIMEOUT_S``, never a worker slot. Each batch's answers ar
 recorded in one transaction. A process that dies meanwhile loses nothing: the claimed
 deliveries' lease runs out and the sweeper publishes them again.
 
-Requests go out through the plugins' outbound guard (``workers/plugins/outbound.py``):
-private addresses refused (unless allowed), the checked address pinned against DNS
-rebinding, no redirect followed.
+Requests go out on connections kept per origin (``workers/webhook_http.py``), each
+opened through the plugins' outbound guard (``workers/plugins/outbound.py``): private
+addresses refused (unless allowed), the checked address pinned against DNS rebinding,
+no redirect followed.
 """
 
 import asyncio
@@ -33,10 +34,9 @@ from agentq.core.settings import settings
 from agentq.core.store import sending
 from agentq.core.store.sending import Attempted, Claimed
 from workers import webhook_metrics
-from workers.plugins import outbound
+from workers.webhook_http import RESPONSE_KEPT, Pool
 
 log = logging.getLogger("agentq.webhooks")
-RESPONSE_KEPT = 1024  # bytes of a response body recorded with its attempt
 RECORD_TRIES = 3
 
 
@@ -79,6 +79,7 @@ class Sender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: tuple[int, asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.pool = Pool()  # the connections, used on the sender's loop only
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
         with self._lock:
@@ -86,14 +87,16 @@ class Sender:
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="agentq-webhooks", daemon=True).start()
                 self._loop = (os.getpid(), loop, asyncio.Semaphore(settings.webhook_concurrency))
+                self.pool = Pool()  # a forked child opens its own
             return self._loop[1], self._loop[2]
 
     def submit(self, claimed: list[Claimed]) -> None:
         """Send the claimed deliveries and record their answers; returns at once."""
         loop, limit = self._running()
-        asyncio.run_coroutine_threadsafe(self._send_all(claimed, limit), loop)
+        asyncio.run_coroutine_threadsafe(self.send_all(claimed, limit), loop)
 
-    async def _send_all(self, claimed: list[Claimed], limit: asyncio.Semaphore) -> None:
+    async def send_all(self, claimed: list[Claimed], limit: asyncio.Semaphore) -> None:
+        """Send ``claimed`` on the running loop, then record the answers in one transaction."""
         attempts = await asyncio.gather(*(self._send(c, limit) for c in claimed))
         for tries in range(RECORD_TRIES):
             try:
@@ -120,27 +123,21 @@ class Sender:
             try:
                 body = payload(claimed)
                 headers = signed_headers(claimed, body, now)
-                fetched = await outbound.fetch(
-                    claimed.url,
-                    method="POST",
-                    content=body,
-                    headers=headers,
-                    timeout_s=settings.webhook_timeout_s,
-                )
+                answer = await self.pool.post(claimed.url, headers, body, settings.webhook_timeout_s)
             except AgentqError as exc:  # refused, unreachable, timed out
                 took = (time.perf_counter() - started) * 1000
                 return Attempted(
                     claimed.id, claimed.attempt, claimed.endpoint_id, now, took, error=exc.detail
                 )
             took = (time.perf_counter() - started) * 1000
-            response = fetched.body[:RESPONSE_KEPT].decode("utf-8", errors="replace")
+            response = answer.body[:RESPONSE_KEPT].decode("utf-8", errors="replace")
             return Attempted(
                 claimed.id,
                 claimed.attempt,
                 claimed.endpoint_id,
                 now,
                 took,
-                status_code=fetched.status,
+                status_code=answer.status,
                 response=response,
             )
 
