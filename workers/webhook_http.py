@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import httptools
 import httpx
@@ -98,8 +99,7 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # nothing was asked: the server is not speaking HTTP to us
