@@ -7,9 +7,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from agentq.core import webhook_secrets
@@ -21,6 +21,7 @@ from agentq.core.models import (
     WebhookKeySecret,
     utcnow,
 )
+from agentq.core.public import ExecutionPublic
 from agentq.core.settings import settings
 from agentq.core.store.deliveries import ATTEMPTS, D
 from agentq.core.store.webhooks import key_secret
@@ -41,7 +42,23 @@ class Claimed:
     endpoint_id: str | None
     url: str | None  # None: nowhere to send (its endpoint is gone or disabled)
     secrets: tuple[str, ...]  # encrypted; each signs
-    execution: Execution | None
+    # The execution's public columns (an ``Execution``, or a row of ``PUBLIC``); None: gone.
+    execution: Execution | Row[Any] | None
+
+
+# What a claim reads of an execution: the columns its payload shows (``ExecutionPublic``),
+# read as plain rows, not ORM objects: a sender reads one per delivery.
+_SHOWN = set(ExecutionPublic.model_fields) | {"webhook_url"}
+PUBLIC = [column for column in cast(Table, Execution.__table__).c if column.name in _SHOWN]
+_DELIVERY = [
+    WebhookDelivery.id,
+    WebhookDelivery.owner,
+    WebhookDelivery.execution_id,
+    WebhookDelivery.endpoint_id,
+    WebhookDelivery.event,
+    WebhookDelivery.attempts,
+    WebhookDelivery.created_at,
+]
 
 
 def claim_deliveries(messages: Sequence[tuple[str, int]], now: datetime) -> list[Claimed]:
@@ -52,8 +69,8 @@ def claim_deliveries(messages: Sequence[tuple[str, int]], now: datetime) -> list
     with session_scope() as session:
         rows = [
             row
-            for row in session.scalars(
-                select(WebhookDelivery)
+            for row in session.execute(
+                select(*_DELIVERY)
                 .where(WebhookDelivery.id.in_(list(wanted)), WebhookDelivery.status == D.PENDING)
                 .order_by(WebhookDelivery.id)
                 .with_for_update()
@@ -79,9 +96,7 @@ def claim_deliveries(messages: Sequence[tuple[str, int]], now: datetime) -> list
         )
         executions = {
             e.id: e
-            for e in session.scalars(
-                select(Execution).where(Execution.id.in_({r.execution_id for r in rows}))
-            )
+            for e in session.execute(select(*PUBLIC).where(Execution.id.in_({r.execution_id for r in rows})))
         }
         owners = {r.owner for r in rows if r.endpoint_id is None}
         secrets_query = select(WebhookKeySecret.owner, WebhookKeySecret.secret).where(
@@ -90,13 +105,13 @@ def claim_deliveries(messages: Sequence[tuple[str, int]], now: datetime) -> list
         key_secrets = dict(session.execute(secrets_query).all()) if owners else {}
     for owner in owners - set(key_secrets):  # its first webhook: its secret is made now
         key_secrets[owner] = key_secret(owner, webhook_secrets.encrypt(webhook_secrets.new_secret()))
-    return [_claimed(row, endpoints, executions, key_secrets, now) for row in rows]
+    return [_claimed(cast(Row[Any], row), endpoints, executions, key_secrets, now) for row in rows]
 
 
 def _claimed(
-    row: WebhookDelivery,
+    row: Row[Any],
     endpoints: dict[str, WebhookEndpoint],
-    executions: dict[str, Execution],
+    executions: dict[str, Row[Any]],
     key_secrets: dict[str, str],
     now: datetime,
 ) -> Claimed:
