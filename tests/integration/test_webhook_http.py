@@ -223,7 +223,7 @@ def test_a_receiver_that_hangs_costs_its_connection_until_the_timeout() -> None:
     server = Server(hang=True)
 
     async def hung(pool: Pool) -> None:
-        with pytest.raises(RetryLater, match="took longer than 0.2s"):
+        with pytest.raises(RetryLater, match=r"took longer than 0\.2s"):
             await pool.post(server.url, HEADERS, b"{}", 0.2)
         assert not pool.idle.get(("http", "127.0.0.1", server.port))
 
