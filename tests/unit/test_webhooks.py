@@ -11,9 +11,11 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from agentq.core import webhook_secrets
+from agentq.core.errors import PermanentError
 from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
 from agentq.core.store.sending import Claimed, next_attempt_at
+from workers.webhook_http import Origin, request, target
 from workers.webhooks import payload, signed_headers
 
 ECHO = {"plugin": "echo", "command": "echo", "params": {}}
@@ -144,3 +146,56 @@ def test_the_retry_schedule_follows_the_setting(monkeypatch: pytest.MonkeyPatch)
     assert third is not None
     assert timedelta(seconds=90) <= third - at <= timedelta(seconds=110)
     assert next_attempt_at(3, at) is None  # one attempt per entry
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "head"),
+    [
+        (
+            "https://example.com/hook?a=1#frag",
+            ("https", "example.com", 443),
+            b"POST /hook?a=1 HTTP/1.1\r\nHost: example.com\r\n",
+        ),
+        (
+            "http://example.com:8080",
+            ("http", "example.com", 8080),
+            b"POST / HTTP/1.1\r\nHost: example.com:8080\r\n",
+        ),
+        (
+            "http://[2001:db8::1]:81/h",
+            ("http", "2001:db8::1", 81),
+            b"POST /h HTTP/1.1\r\nHost: [2001:db8::1]:81\r\n",
+        ),
+        (
+            "https://bücher.example/a b",
+            ("https", "xn--bcher-kva.example", 443),
+            b"POST /a%20b HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n",
+        ),
+    ],
+)
+def test_a_webhook_url_becomes_its_origin_and_request_line(url: str, origin: Origin, head: bytes) -> None:
+    parsed = target(url)
+
+    assert parsed.origin == origin
+    assert parsed.head.startswith(head)
+
+
+def test_credentials_in_a_webhook_url_go_as_basic_auth() -> None:
+    head = target("https://user:p%40ss@example.com/hook").head
+
+    assert b"\r\nAuthorization: Basic dXNlcjpwQHNz\r\n" in head  # user:p@ss
+    assert b"user" not in head.split(b"\r\n")[1]  # not in Host
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/", "/relative", "http://example.com/a\r\nX-Injected: 1"])
+def test_a_url_the_sender_cannot_speak_to_is_refused(url: str) -> None:
+    with pytest.raises(PermanentError):
+        target(url)
+
+
+def test_the_request_carries_its_body_and_the_senders_headers() -> None:
+    data = request(target("http://example.com/hook"), {"webhook-id": "msg_1"}, b'{"a":1}')
+
+    head, body = data.split(b"\r\n\r\n")
+    assert body == b'{"a":1}'
+    assert head.split(b"\r\n")[2:] == [b"User-Agent: agentq", b"Content-Length: 7", b"webhook-id: msg_1"]
