@@ -1,7 +1,7 @@
 """Every SQL statement of agentq, by aggregate. Each function is one transaction.
 
-- ``executions``: submit, read, list (what clients do); ``cancelling``: cancel; ``listings``:
-  lists' indexes, failures;
+- ``executions``: submit (what clients do); ``listings``: read, list, count, failures;
+  ``cancelling``: cancel;
 - ``redrive``: failed, timed-out or cancelled executions run again, through submit's plan;
 - ``claiming`` and ``lifecycle``: claim, heartbeat, finish (what workers do);
 - ``events``: the event log, its one writer and its readers;
@@ -32,15 +32,8 @@ from agentq.core.store.events import NewEvent, read_events, record_events, statu
 from agentq.core.store.executions import (
     NewExecution,
     Submitted,
-    count_executions_by_status,
     create_execution_on_loop,
     create_executions,
-    error_types,
-    get_execution,
-    get_execution_on_loop,
-    get_executions,
-    get_executions_on_loop,
-    list_executions,
     new_id,
 )
 from agentq.core.store.firing import (
@@ -66,7 +59,17 @@ from agentq.core.store.limits import (
     release_due,
     set_key_max_running,
 )
-from agentq.core.store.listings import Failure, ended_badly
+from agentq.core.store.listings import (
+    Failure,
+    count_executions_by_status,
+    ended_badly,
+    error_types,
+    get_execution,
+    get_execution_on_loop,
+    get_executions,
+    get_executions_on_loop,
+    list_executions,
+)
 from agentq.core.store.maintenance import end_lost, expired_leases, lease_unclaimed, ping, purge_finished
 from agentq.core.store.redrive import (
     MAX_BULK_KEY,

@@ -1,8 +1,8 @@
-"""Executions as clients see them: submit (``create_executions``), read, list.
+"""Submitting executions (``create_executions``): the rows' defaults and columns.
 
-A submission is one multi-row INSERT, plus one SELECT when idempotency keys are given; a
-read is one SELECT. Both are written once, as plans (``_plans``) that a thread or the
-event loop runs.
+A submission is one multi-row INSERT, plus one SELECT when idempotency keys are given,
+written once as a plan (``_plans``) that a thread or the event loop runs. Reads and lists
+are in ``listings``.
 """
 
 import asyncio
@@ -12,21 +12,20 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from agentq.core.db import autocommit_scope, session_scope
-from agentq.core.errors import ExecutionNotFound, IdempotencyConflict
-from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, HOLD_RUN_AT, Execution, ExecutionStatus, utcnow
+from agentq.core.errors import IdempotencyConflict
+from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, HOLD_RUN_AT, Execution, utcnow
 from agentq.core.settings import settings
 from agentq.core.store import admissions
 from agentq.core.store._plans import Plan, run, run_on_loop
-from agentq.core.store._rows import EXECUTIONS, S, detached_row, page
+from agentq.core.store._rows import EXECUTIONS, S, detached_row
 from agentq.core.store.events import QUEUED_SEQ
 from agentq.core.store.limited import may_be_limited
-from agentq.core.store.listings import listing_index
 
 
 def new_id(at: datetime | None = None) -> str:
@@ -260,86 +259,3 @@ def insert_new(session: Session, new: Sequence[dict[str, Any]]) -> None:
     """Insert rows of ``new_values`` in the session's transaction."""
     if new:
         session.connection().execute(_INSERT_EXECUTIONS, new)
-
-
-def get_execution(execution_id: str, owner: str) -> Execution:
-    """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
-    return _the_one(get_executions([(execution_id, owner)]))
-
-
-async def get_execution_on_loop(execution_id: str, owner: str) -> Execution:
-    """``get_execution``, awaited on the event loop (``db.async_engine``)."""
-    return _the_one(await get_executions_on_loop([(execution_id, owner)]))
-
-
-async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
-    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
-    return await run_on_loop(_reading(wanted))
-
-
-def _the_one(found: Sequence[Execution | ExecutionNotFound]) -> Execution:
-    (row,) = found
-    if isinstance(row, ExecutionNotFound):
-        raise row
-    return row
-
-
-def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
-    """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
-    with autocommit_scope() as session:
-        return run(_reading(wanted), session.connection())
-
-
-_ROWS_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
-
-
-def _reading(wanted: Sequence[tuple[str, str]]) -> Plan[list[Execution | ExecutionNotFound]]:
-    found = yield _ROWS_BY_ID, {"ids": list({i for i, _ in wanted})}
-    rows = {row.id: detached_row(row._mapping) for row in found}
-    return [
-        row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
-        for i, owner in wanted
-    ]
-
-
-def list_executions(
-    owner: str,
-    *,
-    status: ExecutionStatus | None = None,
-    plugin: str | None = None,
-    schedule_id: str | None = None,
-    waiting: bool | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[Execution], str | None]:
-    """Newest first, by keyset on the id; returns the page and the cursor of the next one.
-    ``waiting``: only those held back (for their ``run_at`` or a limit), or only the others."""
-    query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
-    query = listing_index(query, status=status, plugin=plugin, schedule_id=schedule_id)
-    if status is not None:
-        query = query.where(Execution.status == status)
-    if plugin is not None:
-        query = query.where(Execution.plugin == plugin)
-    if schedule_id is not None:
-        query = query.where(Execution.schedule_id == schedule_id)
-    if waiting is not None:
-        held = Execution.status == S.QUEUED, Execution.held.is_not(None)
-        query = query.where(*held) if waiting else query.where(~(held[0] & held[1]))
-    if cursor:
-        query = query.where(Execution.id < cursor)
-    with session_scope() as session:
-        return page(session, query, limit)
-
-
-def count_executions_by_status() -> dict[str, int]:
-    with session_scope() as session:
-        rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
-    return {ExecutionStatus(status).value: int(n) for status, n in rows}
-
-
-def error_types(execution_ids: Sequence[str]) -> dict[str, str]:
-    """The ``error.type`` each execution recorded, by id (those with none are left out)."""
-    query = select(Execution.id, Execution.error).where(Execution.id.in_(list(execution_ids)))
-    with autocommit_scope() as session:
-        rows = session.execute(query).all()
-    return {i: str(error["type"]) for i, error in rows if isinstance(error, dict) and "type" in error}

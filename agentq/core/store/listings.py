@@ -1,13 +1,18 @@
-"""Lists of executions: the index a list's filters need, and an owner's failures."""
+"""Executions as clients read them: by id (one SELECT, a plan that a thread or the event
+loop runs), in lists (and the index a list's filters need), counted, and an owner's
+failures."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, func, select
 
-from agentq.core.db import session_scope
+from agentq.core.db import autocommit_scope, session_scope
+from agentq.core.errors import ExecutionNotFound
 from agentq.core.models import Execution, ExecutionStatus
-from agentq.core.store._rows import S
+from agentq.core.store._plans import Plan, run, run_on_loop
+from agentq.core.store._rows import EXECUTIONS, S, detached_row, page
 
 
 def listing_index(
@@ -54,3 +59,86 @@ def ended_badly(owner: str, limit: int) -> list[Failure]:
     )
     with session_scope() as session:
         return [Failure(*row) for row in session.execute(query)]
+
+
+def get_execution(execution_id: str, owner: str) -> Execution:
+    """An execution of ``owner``'s; another owner's id is as unknown as a wrong one."""
+    return _the_one(get_executions([(execution_id, owner)]))
+
+
+async def get_execution_on_loop(execution_id: str, owner: str) -> Execution:
+    """``get_execution``, awaited on the event loop (``db.async_engine``)."""
+    return _the_one(await get_executions_on_loop([(execution_id, owner)]))
+
+
+async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
+    return await run_on_loop(_reading(wanted))
+
+
+def _the_one(found: Sequence[Execution | ExecutionNotFound]) -> Execution:
+    (row,) = found
+    if isinstance(row, ExecutionNotFound):
+        raise row
+    return row
+
+
+def get_executions(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
+    """Executions by (id, owner), in one SELECT: each found, or the error of one not found."""
+    with autocommit_scope() as session:
+        return run(_reading(wanted), session.connection())
+
+
+_ROWS_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _reading(wanted: Sequence[tuple[str, str]]) -> Plan[list[Execution | ExecutionNotFound]]:
+    found = yield _ROWS_BY_ID, {"ids": list({i for i, _ in wanted})}
+    rows = {row.id: detached_row(row._mapping) for row in found}
+    return [
+        row if (row := rows.get(i)) is not None and row.owner == owner else ExecutionNotFound(i)
+        for i, owner in wanted
+    ]
+
+
+def list_executions(
+    owner: str,
+    *,
+    status: ExecutionStatus | None = None,
+    plugin: str | None = None,
+    schedule_id: str | None = None,
+    waiting: bool | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Execution], str | None]:
+    """Newest first, by keyset on the id; returns the page and the cursor of the next one.
+    ``waiting``: only those held back (for their ``run_at`` or a limit), or only the others."""
+    query = select(Execution).where(Execution.owner == owner).order_by(Execution.id.desc()).limit(limit + 1)
+    query = listing_index(query, status=status, plugin=plugin, schedule_id=schedule_id)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    if plugin is not None:
+        query = query.where(Execution.plugin == plugin)
+    if schedule_id is not None:
+        query = query.where(Execution.schedule_id == schedule_id)
+    if waiting is not None:
+        held = Execution.status == S.QUEUED, Execution.held.is_not(None)
+        query = query.where(*held) if waiting else query.where(~(held[0] & held[1]))
+    if cursor:
+        query = query.where(Execution.id < cursor)
+    with session_scope() as session:
+        return page(session, query, limit)
+
+
+def count_executions_by_status() -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(select(Execution.status, func.count()).group_by(Execution.status)).all()
+    return {ExecutionStatus(status).value: int(n) for status, n in rows}
+
+
+def error_types(execution_ids: Sequence[str]) -> dict[str, str]:
+    """The ``error.type`` each execution recorded, by id (those with none are left out)."""
+    query = select(Execution.id, Execution.error).where(Execution.id.in_(list(execution_ids)))
+    with autocommit_scope() as session:
+        rows = session.execute(query).all()
+    return {i: str(error["type"]) for i, error in rows if isinstance(error, dict) and "type" in error}
