@@ -8,7 +8,7 @@ When the broker is down the submission is still accepted: the rows are the outbo
 are marked due at once, and the reaper publishes them as soon as the broker is back.
 
 Single submissions that arrive while others are being written are written together (see
-``api/grouping.py``): one transaction, each answered on its own as soon as it is written.
+``agentq/core/grouping.py``): one transaction, each answered on its own as soon as it is written.
 A group whose write fails for what one request holds is written again a request at a
 time, so that no request fails for another's.
 Their messages go out from a publisher thread, those of the groups written while it sent
@@ -23,15 +23,16 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
+from starlette.concurrency import run_in_threadpool
+
 from agentq.core import queue, store, webhook_secrets
 from agentq.core.db import has_async_engine, out_of_reach
 from agentq.core.errors import IdempotencyConflict, InvalidRequest
-from agentq.core.grouping import GroupingThread
+from agentq.core.grouping import GroupingLoop, GroupingThread
 from agentq.core.public import event_flags
 from agentq.core.settings import settings
 from api import metrics
 from api.catalog import catalog
-from api.grouping import Grouped
 from api.schemas import ExecutionCreate
 
 log = logging.getLogger("agentq.api.submit")
@@ -141,14 +142,22 @@ def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exceptio
     return [next(answers) if outcome is None else outcome for outcome in outcomes]
 
 
-async def submit_alone(single: Single) -> store.Submitted:
-    """A submission with none other under way, written from the event loop."""
+async def _submit_on_loop(singles: list[Single]) -> Sequence[store.Submitted | Exception]:
+    """One submission is written from the event loop; more, in one transaction in the
+    thread pool."""
+    if len(singles) > 1:
+        return await run_in_threadpool(submit_singles, singles)
+    (single,) = singles
     spec = prepare([single.item], single.owner, idempotency_key=single.idempotency_key)[0]
     submitted = await store.create_execution_on_loop(spec)
     # Handed over once this request's step on the loop, which sends the answer, is done:
     # the publisher's thread would otherwise hold the GIL while the answer waits for it.
     asyncio.get_running_loop().call_soon(publisher.submit, [submitted])
-    return submitted
+    return [submitted]
+
+
+async def _submit_in_threadpool(singles: list[Single]) -> Sequence[store.Submitted | Exception]:
+    return await run_in_threadpool(submit_singles, singles)
 
 
 def _create_each_alone(specs: Sequence[store.NewExecution]) -> list[store.Submitted | Exception]:
@@ -176,9 +185,9 @@ def flush_publishes(timeout_s: float = 10.0) -> None:
 
 # At most one chunk of a batch: a group is then one broker message per queue and priority.
 # Where the database has an asyncio driver, a submission alone skips the thread pool.
-submit_single = Grouped(
-    submit_singles,
-    max_group=settings.chunk_size,
-    serve_alone=submit_alone if has_async_engine() else None,
+submit_single = GroupingLoop(
+    "agentq-submissions",
+    _submit_on_loop if has_async_engine() else _submit_in_threadpool,
+    max_weight=settings.chunk_size,
 )
 publisher = GroupingThread("agentq-publisher", _publish_groups, settings.chunk_size, weight=len)

@@ -199,9 +199,8 @@ def local(
     monkeypatch.setattr(catalog, "_loaded_at", float("-inf"))
     # The API picked its event-loop paths when it was imported, for the test process's
     # MySQL URL; on SQLite it serves from the thread pool, as when imported by agentq dev.
-    for grouped in (submit.submit_single, polling._reads_together):
-        monkeypatch.setattr(grouped, "_serve_alone", None)
-        monkeypatch.setattr(grouped, "_serve_on_loop", None)
+    monkeypatch.setattr(submit.submit_single, "_serve", submit._submit_in_threadpool)
+    monkeypatch.setattr(polling._reads_together, "_serve", polling._read_in_threadpool)
     # The lifespan also tunes the process (logging, the garbage collector): this one is pytest's.
     for module, name in ((logs, "configure"), (heap, "freeze_startup"), (heap, "collect_less_often")):
         monkeypatch.setattr(module, name, lambda *_, **__: None)
