@@ -12,9 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import keys, store
+from agentq.core import db, keys, store
 from agentq.core.errors import Forbidden, Unauthorized
 from agentq.core.models import ADMIN_OWNER
 from agentq.core.settings import settings
@@ -48,7 +47,7 @@ async def _owner_of_stored(digest: str) -> str | None:
     cached = _cache.get(digest)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]
-    owner = await run_in_threadpool(store.owner_of_key, digest)
+    owner = await db.run(store.owner_of_key, digest)
     if len(_cache) > 10_000:
         _cache.clear()
     _cache[digest] = (owner, time.monotonic() + settings.key_cache_s)

@@ -13,7 +13,7 @@ import jsonschema_rs
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.errors import InvalidParams, UnknownCommand, UnknownPlugin
 from agentq.core.models import PluginCommand
 from agentq.core.settings import settings
@@ -32,13 +32,29 @@ class Catalog:
         # jsonschema's, which words the problems of the others.
         self._validators: dict[tuple[str, str], tuple[jsonschema_rs.Validator, Validator]] = {}
 
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > self._ttl_s
+
+    async def refresh(self) -> None:
+        """Read the catalog again if it is stale, on the event loop: a coroutine calls this
+        before its first lookup; sync code (``db.run``) reads it as it looks up."""
+        if self._stale():
+            await db.run(self.entries)
+
     def entries(self) -> dict[tuple[str, str], PluginCommand]:
-        if time.monotonic() - self._loaded_at > self._ttl_s:
-            with self._lock:
-                if time.monotonic() - self._loaded_at > self._ttl_s:
+        if self._stale():
+            # Not waited for: on the API's event loop the holder may be another request,
+            # which resumes only once this one yields. Meanwhile the entries read last
+            # serve; only a first read is made twice.
+            held = self._lock.acquire(blocking=False)
+            try:
+                if (held or not self._entries) and self._stale():
                     self._entries = {(e.plugin, e.command): e for e in self._load()}
                     self._validators = {}
                     self._loaded_at = time.monotonic()
+            finally:
+                if held:
+                    self._lock.release()
         return self._entries
 
     def resolve(self, plugin: str, command: str, loc: tuple[str | int, ...] = ("body",)) -> PluginCommand:

@@ -16,11 +16,11 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agentq.core.errors import UnsupportedMediaType
+from api.onloop import LoopRoute
 
 
 class _NotJSON(ValueError):
@@ -111,7 +111,7 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-class JSONRoute(APIRoute):
+class JSONRoute(LoopRoute):
     """A route whose body, where it takes one, is sent as JSON and read strictly."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

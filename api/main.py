@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from agentq.core import heap, logs
-from agentq.core.db import dispose_async_engine
+from agentq.core import db, heap, logs
 from agentq.core.settings import settings
 from api import console, docs, problems
 from api.limits import BodyLimit
@@ -25,6 +24,7 @@ log = logging.getLogger("agentq.api")
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # gunicorn already set this up in its master (gunicorn.conf.py); plain uvicorn has not.
     logs.configure()
+    db.serve_on_loop()
     waiters.start(settings.redis_url)
     heap.freeze_startup()
     heap.collect_less_often()
@@ -32,8 +32,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     log.info("API process %d serving on %s.%s", os.getpid(), loop.__module__, loop.__qualname__)
     yield
     await waiters.stop()
-    await run_in_threadpool(flush_publishes)
-    await dispose_async_engine()
+    await run_in_threadpool(flush_publishes)  # the publisher's thread; it may need the loop
+    await db.stop_serving_on_loop()
 
 
 def create_app() -> FastAPI:

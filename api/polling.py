@@ -5,11 +5,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
-from starlette.concurrency import run_in_threadpool
-
-from agentq.core import store
-from agentq.core.db import has_async_engine
-from agentq.core.errors import ExecutionNotFound
+from agentq.core import db, store
 from agentq.core.grouping import GroupingLoop
 from agentq.core.models import TERMINAL, EventKind, Execution, ExecutionEvent
 from agentq.core.settings import settings
@@ -18,19 +14,10 @@ from api.waiters import waiters
 EVENTS_PAGE = 500
 
 
-async def _read_in_threadpool(wanted: list[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
-    return await run_in_threadpool(store.get_executions, wanted)
-
-
 # Reads that arrive while others are under way are made together, in one SELECT that
 # starts after each of them arrived: the long-polls a change wakes share one fresh read.
-# Where the database has an asyncio driver, reads are made from the event loop, alone or
-# grouped: no hop to a thread and back (at 1,000 GETs a second, 15 % less CPU per GET).
-_reads_together = GroupingLoop(
-    "agentq-reads",
-    store.get_executions_on_loop if has_async_engine() else _read_in_threadpool,
-    max_weight=500,
-)
+# Alone or grouped, reads are awaited on the event loop.
+_reads_together = GroupingLoop("agentq-reads", store.get_executions_on_loop, max_weight=500)
 
 
 async def read(execution_id: str, owner: str) -> Execution:
@@ -74,7 +61,7 @@ async def follow(row: Execution, after_seq: int) -> AsyncIterator[ExecutionEvent
     with waiters.watch(row.id) as changed:
         while True:
             changed.clear()  # before the read: a change during it wakes the next wait
-            events = await run_in_threadpool(store.read_events, row, after_seq, EVENTS_PAGE)
+            events = await db.run(store.read_events, row, after_seq, EVENTS_PAGE)
             for event in events:
                 yield event
                 after_seq = event.seq

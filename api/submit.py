@@ -23,10 +23,8 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
-from starlette.concurrency import run_in_threadpool
-
-from agentq.core import queue, store, webhook_secrets
-from agentq.core.db import has_async_engine, out_of_reach
+from agentq.core import db, queue, store, webhook_secrets
+from agentq.core.db import out_of_reach
 from agentq.core.errors import IdempotencyConflict, InvalidRequest
 from agentq.core.grouping import GroupingLoop, GroupingThread
 from agentq.core.public import event_flags
@@ -143,21 +141,18 @@ def submit_singles(singles: Sequence[Single]) -> list[store.Submitted | Exceptio
 
 
 async def _submit_on_loop(singles: list[Single]) -> Sequence[store.Submitted | Exception]:
-    """One submission is written from the event loop; more, in one transaction in the
-    thread pool."""
+    """One submission is written by its plan, awaited on the event loop; more, in one
+    transaction, through the greenlet bridge (``db.run``)."""
     if len(singles) > 1:
-        return await run_in_threadpool(submit_singles, singles)
+        return await db.run(submit_singles, singles)
     (single,) = singles
+    await catalog.refresh()
     spec = prepare([single.item], single.owner, idempotency_key=single.idempotency_key)[0]
     submitted = await store.create_execution_on_loop(spec)
     # Handed over once this request's step on the loop, which sends the answer, is done:
     # the publisher's thread would otherwise hold the GIL while the answer waits for it.
     asyncio.get_running_loop().call_soon(publisher.submit, [submitted])
     return [submitted]
-
-
-async def _submit_in_threadpool(singles: list[Single]) -> Sequence[store.Submitted | Exception]:
-    return await run_in_threadpool(submit_singles, singles)
 
 
 def _create_each_alone(specs: Sequence[store.NewExecution]) -> list[store.Submitted | Exception]:
@@ -184,10 +179,5 @@ def flush_publishes(timeout_s: float = 10.0) -> None:
 
 
 # At most one chunk of a batch: a group is then one broker message per queue and priority.
-# Where the database has an asyncio driver, a submission alone skips the thread pool.
-submit_single = GroupingLoop(
-    "agentq-submissions",
-    _submit_on_loop if has_async_engine() else _submit_in_threadpool,
-    max_weight=settings.chunk_size,
-)
+submit_single = GroupingLoop("agentq-submissions", _submit_on_loop, max_weight=settings.chunk_size)
 publisher = GroupingThread("agentq-publisher", _publish_groups, settings.chunk_size, weight=len)

@@ -1,23 +1,32 @@
-"""The database engines and sessions; one engine per process, created lazily after fork.
+"""The database engines and sessions, created lazily after fork.
 
-On MySQL the API also has an engine on its event loop (asyncmy): a request with no other
-under way is written from the loop itself, without a hop to a thread and back.
+Workers and beat use sync engines (PyMySQL, sqlite3). The API uses asyncio engines on
+its event loop (asyncmy, aiosqlite): the hot paths await their plans on them, and every
+other store function, sync code, runs on them through SQLAlchemy's greenlet bridge
+(``run``). Each process has two engines of one kind: one whose connections hold
+transactions, one in autocommit for work of one statement.
 """
 
+import asyncio
 import sqlite3
+import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from functools import cache
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache, partial
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.util import await_, greenlet_spawn
 
 from agentq.core.settings import settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -72,23 +81,43 @@ def _asks_for_tls(url: URL) -> bool:
     return any(option.startswith("ssl") for option in url.query)
 
 
-def _async_url(url: str) -> URL | None:
-    """``url`` with MySQL's asyncio driver; None where the event loop has no driver for it:
-    SQLite, and TLS (set up by PyMySQL's URL options, which asyncmy does not take)."""
+def _async_url(url: str) -> tuple[URL, dict[str, Any]]:
+    """``url`` with its asyncio driver (asyncmy on MySQL, aiosqlite on SQLite), and the
+    connect arguments that stand for what its query asks of PyMySQL (TLS: ``ssl_*``)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() not in ("mysql", "mariadb") or _asks_for_tls(parsed):
-        return None
-    return parsed.set(drivername=f"{parsed.get_backend_name()}+asyncmy")
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite"), {}
+    tls = {k: v for k, v in parsed.query.items() if k.startswith("ssl")}
+    parsed = parsed.set(drivername=f"{backend}+asyncmy").difference_update_query(tls)
+    return parsed, ({"ssl": _tls_context(tls)} if tls else {})
 
 
-def has_async_engine() -> bool:
-    """Whether this process's database can be used from the event loop (``async_engine``)."""
-    return _async_url(settings.database_url) is not None
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """PyMySQL's URL options of TLS (``ssl_ca``, ``ssl_cert``, ``ssl_key``,
+    ``ssl_verify_cert``, ``ssl_check_hostname``) as the context asyncmy takes."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca"))
+    if options.get("ssl_cert"):
+        context.load_cert_chain(options["ssl_cert"], options.get("ssl_key"))
+    if str(options.get("ssl_verify_cert", "true")).lower() in ("false", "0", "no"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif str(options.get("ssl_check_hostname", "true")).lower() in ("false", "0", "no"):
+        context.check_hostname = False
+    return context
 
 
-def make_async_engine(url: URL) -> AsyncEngine:
-    """An autocommit engine on the running event loop, for work of one statement."""
-    made = create_async_engine(url, **_mysql_options({}), **_autocommit(True))
+def make_async_engine(url: str, *, autocommit: bool = False) -> AsyncEngine:
+    """The asyncio engine of ``url``, on the running event loop; with ``autocommit``, for
+    work of one statement."""
+    async_url, connect_args = _async_url(url)
+    if async_url.get_backend_name() == "sqlite":
+        made = create_async_engine(
+            async_url, connect_args={"check_same_thread": False, "timeout": 10}, **_autocommit(autocommit)
+        )
+        event.listen(made.sync_engine, "connect", _sqlite_pragmas)
+        return made
+    made = create_async_engine(async_url, **_mysql_options(connect_args), **_autocommit(autocommit))
     _ping_when_idle(made.sync_engine)
     return made
 
@@ -108,8 +137,7 @@ def _ping_when_idle(engine: Engine) -> None:
     """
 
     def checked_in(_dbapi_conn: Any, record: Any) -> None:
-        # One the event loop kept (``loop_connection``) has been idle since its last use.
-        record.info["idle_since"] = record.info.pop("last_used", None) or time.monotonic()
+        record.info["idle_since"] = time.monotonic()
 
     def checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         now = time.monotonic()  # a new connection has no stamp: it has just answered too
@@ -150,73 +178,98 @@ def deadlocked(exc: BaseException) -> bool:
     return exc.orig.args[0] in (1205, 1213)
 
 
+# The process serving the API on an event loop (``serve_on_loop``): its engines are asyncio
+# engines, on that loop, and sync store code runs on them through SQLAlchemy's greenlet
+# bridge (``run``). Workers and beat keep sync engines.
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serve_on_loop() -> None:
+    """Make this process's engines asyncio engines on the running event loop (the API's)."""
+    global _loop
+    _forget()
+    _loop = asyncio.get_running_loop()
+
+
+async def stop_serving_on_loop() -> None:
+    """Close the asyncio engines' connections before their loop ends."""
+    global _loop
+    for made in (_async_engine, _async_autocommit_engine):
+        if made.cache_info().currsize:
+            await made().dispose()
+    _forget()
+    _loop = None
+
+
+def _forget() -> None:
+    for cached in (
+        engine,
+        autocommit_engine,
+        _async_engine,
+        _async_autocommit_engine,
+        _sessions,
+        _autocommit_sessions,
+    ):
+        cached.cache_clear()
+
+
+@cache
+def _async_engine() -> AsyncEngine:
+    return make_async_engine(settings.database_url)
+
+
+@cache
+def _async_autocommit_engine() -> AsyncEngine:
+    return make_async_engine(settings.database_url, autocommit=True)
+
+
 @cache
 def engine() -> Engine:
-    return make_engine(settings.database_url)
+    return _async_engine().sync_engine if _loop is not None else make_engine(settings.database_url)
 
 
 @cache
 def autocommit_engine() -> Engine:
+    if _loop is not None:
+        return _async_autocommit_engine().sync_engine
     return make_engine(settings.database_url, autocommit=True)
 
 
-@cache
-def async_engine() -> AsyncEngine:
-    """The event loop's engine (``_async_url``); its connections belong to the loop that made
-    them, so ``dispose_async_engine`` closes them before the loop ends."""
-    url = _async_url(settings.database_url)
-    if url is None:
-        raise RuntimeError(f"no asyncio driver for {settings.database_url}: use the thread pool")
-    return make_async_engine(url)
+def loop_connection() -> AsyncConnection:
+    """A connection of the API's autocommit engine, for a plan awaited on the loop:
+    ``async with loop_connection() as connection``."""
+    return _async_autocommit_engine().connect()
 
 
-# Connections of ``async_engine`` kept between uses, each with when it was last used.
-_kept: list[tuple[AsyncConnection, float]] = []
-KEPT_CONNECTIONS = 4
+async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)``, sync store code, awaited on the API's event loop: its
+    statements run on the asyncio engines through SQLAlchemy's greenlet bridge."""
+    return await greenlet_spawn(partial(fn, *args, **kwargs))
 
 
-@asynccontextmanager
-async def loop_connection() -> AsyncIterator[AsyncConnection]:
-    """A connection of ``async_engine`` for one use on the event loop.
+def call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` from any thread: in the API, one other than its event loop's
+    hands it to the loop (``run``) and waits; elsewhere it runs here."""
+    loop = _loop
+    if loop is None or _on_loop_thread(loop):
+        return fn(*args, **kwargs)
+    return asyncio.run_coroutine_threadsafe(run(fn, *args, **kwargs), loop).result()
 
-    Taking a connection from the pool and handing it back costs SQLAlchemy's asyncio layer
-    about 0.15 ms of CPU, as much as the statement an unloaded request makes, so up to
-    ``KEPT_CONNECTIONS`` are kept between uses. One idle for more than
-    ``PING_AFTER_IDLE_S`` goes back to the pool as idle since its last use, so that the
-    pool pings it before it is used again. One whose use failed goes back at once
-    (invalidated if the database went away).
-    """
-    now = time.monotonic()
-    while _kept:
-        connection, used = _kept.pop()
-        if now - used <= PING_AFTER_IDLE_S:
-            break
-        await _hand_back(connection, used)
-    else:
-        connection = await async_engine().connect()
+
+def blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)``, blocking I/O other than the database's (the broker's): from
+    store code on the API's event loop, on a thread while the loop goes on; elsewhere here."""
+    loop = _loop
+    if loop is None or not _on_loop_thread(loop):
+        return fn(*args, **kwargs)
+    return await_(asyncio.to_thread(fn, *args, **kwargs))
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
     try:
-        yield connection
-    except BaseException:
-        await connection.close()
-        raise
-    if len(_kept) < KEPT_CONNECTIONS:
-        _kept.append((connection, time.monotonic()))
-    else:
-        await connection.close()
-
-
-async def _hand_back(connection: AsyncConnection, last_used: float) -> None:
-    if connection.sync_connection is not None and not connection.invalidated:
-        connection.sync_connection.connection.info["last_used"] = last_used
-    await connection.close()
-
-
-async def dispose_async_engine() -> None:
-    while _kept:
-        await _kept.pop()[0].close()
-    if async_engine.cache_info().currsize:
-        await async_engine().dispose()
-        async_engine.cache_clear()
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 @cache
@@ -249,6 +302,7 @@ def autocommit_scope() -> Iterator[Session]:
 
 def dispose_after_fork() -> None:
     """Drop connections inherited from a parent process without closing the parent's."""
-    for made in (engine, autocommit_engine):
-        if made.cache_info().currsize:
-            made().dispose(close=False)
+    if _loop is None:
+        for made in (engine, autocommit_engine):
+            if made.cache_info().currsize:
+                made().dispose(close=False)

@@ -17,7 +17,7 @@ from celery.app import amqp
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from agentq.core import broker, store
+from agentq.core import broker, db, store
 from agentq.core.errors import BrokerUnavailable
 from agentq.core.models import DEFAULT_PRIORITY, Execution, utcnow
 from agentq.core.settings import settings
@@ -184,11 +184,11 @@ def publish(executions: Sequence[Execution], countdown: float | None = None) -> 
     if not executions:
         return set()
     try:
-        enqueue(executions, countdown)
+        db.blocking(enqueue, executions, countdown)
     except BrokerUnavailable as exc:
         deferred = {e.id for e in executions}
         try:
-            store.lease_unclaimed(deferred, utcnow() + timedelta(seconds=countdown or 0))
+            db.call(store.lease_unclaimed, deferred, utcnow() + timedelta(seconds=countdown or 0))
         except Exception:  # the database too: the rows' own lease brings them back, later
             log.exception("cannot mark %d executions due for the reaper", len(deferred))
         log.warning("broker down, left %d executions for the reaper: %s", len(deferred), exc)
@@ -240,19 +240,23 @@ def publish_deliveries(deliveries: list[tuple[str, int]]) -> None:
     """Send webhook deliveries, each ``(id, attempts)``, to a sender; with the broker down
     they stay due in the outbox and the sweeper publishes them later."""
     try:
-        for start in range(0, len(deliveries), settings.chunk_size):
-            app.send_task(
-                DELIVER_WEBHOOKS,
-                args=[deliveries[start : start + settings.chunk_size]],
-                queue=settings.webhook_queue,
-                retry=False,
-            )
+        db.blocking(_send_deliveries, deliveries)
     except (KombuOperationalError, BatchPublishError, ConnectionError, OSError) as exc:
         log.warning("broker down, left %d webhook deliveries to the sweeper: %s", len(deliveries), exc)
         try:
-            store.deliveries.mark_due(deliveries)
+            db.call(store.deliveries.mark_due, deliveries)
         except Exception:  # the database too: their lease brings them back, later
             log.exception("cannot mark %d webhook deliveries due", len(deliveries))
+
+
+def _send_deliveries(deliveries: list[tuple[str, int]]) -> None:
+    for start in range(0, len(deliveries), settings.chunk_size):
+        app.send_task(
+            DELIVER_WEBHOOKS,
+            args=[deliveries[start : start + settings.chunk_size]],
+            queue=settings.webhook_queue,
+            retry=False,
+        )
 
 
 # Deliveries go out as soon as the transaction that wrote them commits.

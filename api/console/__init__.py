@@ -15,11 +15,12 @@ from api import problems
 from api.console import admin, executions, failed, plugins, schedules, signin
 from api.console.rendering import STATIC_FILES, page
 from api.console.session import CsrfRefused, SignInRequired
+from api.onloop import LoopRoute
 
 # A versioned file never changes: browsers and proxies keep it for good.
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=LoopRoute)
 for module in (signin, executions, failed, schedules, plugins, admin):
     router.include_router(module.router)
 

@@ -4,19 +4,19 @@ and /metrics."""
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.errors import Forbidden
 from agentq.core.settings import settings
 from api.console.rendering import page
 from api.console.session import Viewer, ViewerDep, form
 from api.limit_schemas import ApiKeyUpdate, ConcurrencyKey, LimitUpdate
+from api.onloop import LoopRoute
 from api.routes import keys as api_keys
 from api.routes import limits as api_limits
 from api.schemas import ApiKeyCreate
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 
 
 def _admin(viewer: Viewer) -> Viewer:
@@ -58,7 +58,7 @@ async def create_key(request: Request, viewer: ViewerDep) -> HTMLResponse:
         key_in = ApiKeyCreate(name=(await form(request)).get("name", "").strip())
     except ValidationError as exc:
         return _page(request, viewer, 422, name_error=_refusal(exc))
-    created = await run_in_threadpool(api_keys.create_key, key_in, Response(), viewer.owner)
+    created = await db.run(api_keys.create_key, key_in, Response(), viewer.owner)
     # The secret is in this answer only, as from POST /v1/keys.
     return _page(request, viewer, 201, created=created)
 
@@ -66,7 +66,7 @@ async def create_key(request: Request, viewer: ViewerDep) -> HTMLResponse:
 @router.post("/admin/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, viewer: ViewerDep) -> Response:
     _admin(viewer)
-    await run_in_threadpool(api_keys.revoke_key, key_id, viewer.owner)
+    await db.run(api_keys.revoke_key, key_id, viewer.owner)
     return RedirectResponse("/ui/admin", status_code=303)
 
 
@@ -78,7 +78,7 @@ async def set_key_max_running(key_id: str, request: Request, viewer: ViewerDep) 
         key_in = ApiKeyUpdate.model_validate({"max_running": value or None})
     except ValidationError as exc:
         return _page(request, viewer, 422, key_limit_error=(key_id, _refusal(exc)))
-    await run_in_threadpool(api_keys.update_key, key_id, key_in, viewer.owner)
+    await db.run(api_keys.update_key, key_id, key_in, viewer.owner)
     return RedirectResponse("/ui/admin", status_code=303)
 
 

@@ -8,9 +8,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.errors import InvalidRequest, NotCancellable
 from agentq.core.models import EventKind, Execution, ExecutionEvent, ExecutionStatus
 from agentq.core.settings import settings
@@ -18,13 +17,14 @@ from api import polling
 from api.catalog import catalog
 from api.console.rendering import NO_STORE, page, render
 from api.console.session import Viewer, ViewerDep, form, idempotency_key
+from api.onloop import LoopRoute
 from api.routes.executions import cancel
 from api.routes.webhooks import read_execution_deliveries
 from api.schemas import ExecutionPublic
 from api.submit import resubmit
 from api.webhook_schemas import DeliveryPublic
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 PAGE_ROWS = 50
 # The list asks for the statuses of the rows on screen this often while any is live.
 LIVE_POLL_S = 2
@@ -144,7 +144,7 @@ async def _facts(row: Execution, viewer: Viewer) -> dict[str, Any]:
     (as ``GET /v1/executions/{id}/deliveries`` answers them)."""
     deliveries: list[DeliveryPublic] = []
     if row.status.terminal:
-        answer = await run_in_threadpool(
+        answer = await db.run(
             read_execution_deliveries, row.id, viewer.owner, limit=SHOWN_DELIVERIES, cursor=None
         )
         deliveries = answer.deliveries
@@ -168,7 +168,7 @@ def _log_line(event: ExecutionEvent) -> str:
 async def cancel_execution(execution_id: str, viewer: ViewerDep) -> Response:
     # One that ended meanwhile is not cancelled: its page shows how it ended.
     with suppress(NotCancellable):
-        await run_in_threadpool(cancel, execution_id, viewer.owner)
+        await db.run(cancel, execution_id, viewer.owner)
     return RedirectResponse(f"/ui/executions/{execution_id}", status_code=303)
 
 
@@ -177,5 +177,5 @@ async def retry_execution(request: Request, execution_id: str, viewer: ViewerDep
     """Run it again as a new execution (``POST /v1/executions/{id}/retry``'s path); the
     form's key makes a second click answer the same new execution."""
     key = idempotency_key(await form(request))
-    submitted = await run_in_threadpool(lambda: resubmit(execution_id, viewer.owner, idempotency_key=key))
+    submitted = await db.run(lambda: resubmit(execution_id, viewer.owner, idempotency_key=key))
     return RedirectResponse(f"/ui/executions/{submitted.execution.id}", status_code=303)

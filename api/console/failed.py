@@ -4,15 +4,15 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.models import ExecutionStatus
 from api.console.rendering import page
 from api.console.session import ViewerDep, form, idempotency_key
+from api.onloop import LoopRoute
 from api.submit import resubmit_many
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 # The newest this many failures are grouped; older ones are on the executions page.
 GROUPED_ROWS = 1000
 
@@ -68,5 +68,5 @@ async def retry_group(request: Request, viewer: ViewerDep) -> Response:
         statuses=(ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT), ids=ids, limit=len(ids)
     )
     key = idempotency_key(sent)
-    submitted = await run_in_threadpool(lambda: resubmit_many(selection, viewer.owner, idempotency_key=key))
+    submitted = await db.run(lambda: resubmit_many(selection, viewer.owner, idempotency_key=key))
     return RedirectResponse(f"/ui/failed?retried={len(submitted)}", status_code=303)

@@ -10,18 +10,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
+from agentq.core import db
 from agentq.core.errors import InvalidRequest
 from agentq.core.models import PluginCommand
 from api.catalog import catalog
 from api.console import schemaforms
 from api.console.rendering import page
 from api.console.session import Viewer, ViewerDep, form
+from api.onloop import LoopRoute
 from api.schemas import ExecutionCreate
 from api.submit import submit
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 
 
 def _plugins() -> list[tuple[str, list[PluginCommand]]]:
@@ -50,13 +51,14 @@ def plugins(request: Request, viewer: ViewerDep) -> HTMLResponse:
 @router.post("/plugins/{plugin}/{command}", response_class=HTMLResponse)
 async def run_command(request: Request, plugin: str, command: str, viewer: ViewerDep) -> Response:
     sent = await form(request)
+    await catalog.refresh()
     entry = catalog.resolve(plugin, command)
     form_fields = schemaforms.fields(entry.params_schema)
     params, errors = schemaforms.params_from(form_fields, sent)
     if not errors:
         try:
             item = ExecutionCreate(plugin=plugin, command=command, params=params)
-            (submitted,) = await run_in_threadpool(submit, [item], viewer.owner)
+            (submitted,) = await db.run(submit, [item], viewer.owner)
             return RedirectResponse(f"/ui/executions/{submitted.execution.id}", status_code=303)
         except ValidationError as exc:
             errors = {"": "; ".join(str(e["msg"]) for e in exc.errors())}

@@ -7,17 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import schedules, store
+from agentq.core import db, schedules, store
 from agentq.core.errors import Conflict, InvalidRequest
 from api.catalog import catalog
 from api.console.rendering import page
 from api.console.session import Viewer, ViewerDep, form
+from api.onloop import LoopRoute
 from api.routes import schedules as api_schedules
 from api.schedule_schemas import ScheduleCreate, SchedulePublic, ScheduleUpdate
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 LAST_RUNS = 5
 FIELDS = ("name", "plugin", "command", "params", "cron", "interval_s", "timezone", "enabled")
 
@@ -140,7 +140,7 @@ async def _save(request: Request, viewer: Viewer, schedule_id: str | None) -> Re
     sent = await form(request)
     body, errors = _body(sent)
     if not errors:
-        errors = await run_in_threadpool(_saved, viewer, schedule_id, body)
+        errors = await db.run(_saved, viewer, schedule_id, body)
     if errors:
         return _edit_page(request, viewer, schedule_id, sent, errors, 422)
     return RedirectResponse("/ui/schedules", status_code=303)
@@ -150,13 +150,11 @@ async def _save(request: Request, viewer: Viewer, schedule_id: str | None) -> Re
 async def set_enabled(request: Request, schedule_id: str, viewer: ViewerDep) -> Response:
     enabled = (await form(request)).get("enabled") == "true"
     change = ScheduleUpdate(enabled=enabled)
-    await run_in_threadpool(api_schedules.update_schedule, schedule_id, change, viewer.owner)
+    await db.run(api_schedules.update_schedule, schedule_id, change, viewer.owner)
     return RedirectResponse("/ui/schedules", status_code=303)
 
 
 @router.post("/schedules/{schedule_id}/run")
 async def run_now(schedule_id: str, viewer: ViewerDep) -> Response:
-    execution = await run_in_threadpool(
-        lambda: schedules.run_now(store.get_schedule(schedule_id, viewer.owner))
-    )
+    execution = await db.run(lambda: schedules.run_now(store.get_schedule(schedule_id, viewer.owner)))
     return RedirectResponse(f"/ui/executions/{execution.id}", status_code=303)

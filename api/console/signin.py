@@ -15,8 +15,9 @@ from agentq.core import keys
 from api.auth import owner_of_digest
 from api.console.rendering import page
 from api.console.session import COOKIE, CSRF_FIELD, ViewerDep, cookie_options, form, session_cookie
+from api.onloop import LoopRoute
 
-router = APIRouter()
+router = APIRouter(route_class=LoopRoute)
 SIGN_IN_COOKIE = "agentq_sign_in"
 
 

@@ -19,6 +19,7 @@ router = APIRouter(tags=["compatibility"], route_class=JSONRoute)
 async def execute_agent(request: AgentExecute, response: Response, owner: OwnerDep) -> AgentResult:
     """Run `/command` on the plugin that owns it and wait (bounded) for the answer."""
     name = request.command.removeprefix("/")
+    await catalog.refresh()
     owners = [e for e in catalog.owners_of(name) if request.plugin in (None, e.plugin)]
     if len(owners) != 1:
         offered = sorted(f"/{c}" for _, c in catalog.entries())

@@ -10,9 +10,10 @@ from agentq.core.models import Execution
 from agentq.core.settings import settings
 from api import polling
 from api.auth import OwnerDep
+from api.onloop import LoopRoute
 from api.schemas import ExecutionEventPublic
 
-router = APIRouter(prefix="/v1/executions", tags=["executions"])
+router = APIRouter(prefix="/v1/executions", tags=["executions"], route_class=LoopRoute)
 
 STREAM: dict[int | str, dict[str, Any]] = {
     200: {

@@ -3,9 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import notify, queue, store
+from agentq.core import db, notify, queue, store
 from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
 from api import polling
@@ -92,7 +91,7 @@ def read_executions(
 @router.post("/{execution_id}/cancel")
 async def cancel_execution(execution_id: str, owner: OwnerDep) -> ExecutionPublic:
     """Cancel a queued or running execution: a queued one never starts, a running one is stopped."""
-    row = await run_in_threadpool(cancel, execution_id, owner)
+    row = await db.run(cancel, execution_id, owner)
     return ExecutionPublic.model_validate(row)
 
 

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.leadership import holder
 from agentq.core.queue import app as celery_app
 from agentq.core.settings import settings
 from api import metrics as api_metrics
+from api.onloop import LoopRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=LoopRoute)
 
 
 @router.get("/healthz")
@@ -37,7 +38,7 @@ def _check_workers() -> None:
 
 
 CHECKS: dict[str, Callable[[], None]] = {
-    "database": store.ping,
+    "database": lambda: db.call(store.ping),  # on the event loop, from the check's thread
     "broker": _check_broker,
     "workers": _check_workers,
 }
@@ -112,6 +113,7 @@ async def readyz() -> JSONResponse:
 
     ``beat`` reports whether a beat holds the beat lock (schedules fire) without changing
     the answer's status."""
+    # The broker's and the workers' checks block (up to their timeouts): on a thread.
     checks, beat = await run_in_threadpool(readiness.get)
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:

@@ -3,9 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import queue, store
+from agentq.core import db, queue, store
 from agentq.core.errors import NotFound
 from api.auth import OwnerDep
 from api.jsonbody import JSONRoute
@@ -32,7 +31,7 @@ async def put_limit(concurrency_key: KeyPath, limit_in: LimitUpdate, owner: Owne
         queue.publish(admitted)
         return state
 
-    return LimitPublic.model_validate(await run_in_threadpool(put))
+    return LimitPublic.model_validate(await db.run(put))
 
 
 @router.delete("/{concurrency_key}", status_code=204)
@@ -44,5 +43,5 @@ async def delete_limit(concurrency_key: KeyPath, owner: OwnerDep) -> None:
         queue.publish(admitted)
         return existed
 
-    if not await run_in_threadpool(remove):
+    if not await db.run(remove):
         raise NotFound(f"No limit on concurrency key {concurrency_key!r}; `GET /v1/limits` lists them.")

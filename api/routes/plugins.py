@@ -6,9 +6,12 @@ from fastapi import APIRouter, Depends
 
 from api.auth import authenticate
 from api.catalog import catalog
+from api.onloop import LoopRoute
 from api.schemas import CommandPublic, PluginPublic, PluginsPublic
 
-router = APIRouter(prefix="/v1/plugins", tags=["plugins"], dependencies=[Depends(authenticate)])
+router = APIRouter(
+    prefix="/v1/plugins", tags=["plugins"], dependencies=[Depends(authenticate)], route_class=LoopRoute
+)
 
 
 @router.get("")

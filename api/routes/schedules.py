@@ -3,9 +3,8 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from starlette.concurrency import run_in_threadpool
 
-from agentq.core import schedules, store
+from agentq.core import db, schedules, store
 from agentq.core.errors import InvalidRequest
 from agentq.core.models import Schedule, utcnow
 from agentq.core.public import event_names, webhook_columns
@@ -123,6 +122,6 @@ def delete_schedule(schedule_id: str, owner: OwnerDep) -> None:
 @router.post("/{schedule_id}/run", status_code=202)
 async def run_schedule(schedule_id: str, response: Response, owner: OwnerDep) -> ExecutionPublic:
     """Fire a schedule now, outside its timing."""
-    execution = await run_in_threadpool(lambda: schedules.run_now(store.get_schedule(schedule_id, owner)))
+    execution = await db.run(lambda: schedules.run_now(store.get_schedule(schedule_id, owner)))
     response.headers["Location"] = f"/v1/executions/{execution.id}"
     return ExecutionPublic.model_validate(execution)

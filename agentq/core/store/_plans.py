@@ -27,8 +27,8 @@ def run(plan: Plan[T], connection: Connection) -> T:
 
 
 async def run_on_loop(plan: Plan[T]) -> T:
-    """``plan`` on a connection of ``db.async_engine`` (``db.loop_connection``), where each
-    statement commits as it runs."""
+    """``plan`` awaited on the API's event loop, on a connection of its autocommit engine
+    (``db.loop_connection``), where each statement commits as it runs."""
     async with loop_connection() as connection:
         try:
             step = next(plan)

@@ -5,7 +5,6 @@ written once as a plan (``_plans``) that a thread or the event loop runs. Reads 
 are in ``listings``.
 """
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
+from agentq.core import db
 from agentq.core.db import autocommit_scope, session_scope
 from agentq.core.errors import IdempotencyConflict
 from agentq.core.models import ADMIN_OWNER, DEFAULT_PRIORITY, HOLD_RUN_AT, Execution, utcnow
@@ -25,7 +25,7 @@ from agentq.core.store import admissions
 from agentq.core.store._plans import Plan, run, run_on_loop
 from agentq.core.store._rows import EXECUTIONS, S, detached_row
 from agentq.core.store.events import QUEUED_SEQ
-from agentq.core.store.limited import may_be_limited
+from agentq.core.store.limited import may_be_limited, may_be_limited_on_loop
 
 
 def new_id(at: datetime | None = None) -> str:
@@ -140,10 +140,10 @@ def _create_executions(specs: Sequence[NewExecution]) -> list[Submitted]:
 
 
 async def create_execution_on_loop(spec: NewExecution) -> Submitted:
-    """``create_executions([spec])[0]``, awaited on the event loop (``db.async_engine``);
-    one a limit may apply to is admitted in a transaction, on a thread."""
-    if spec.may_be_limited:
-        (submitted,) = await asyncio.to_thread(create_executions, [spec])
+    """``create_executions([spec])[0]``, awaited on the API's event loop; one a limit may
+    apply to is admitted in a transaction (through ``db.run``)."""
+    if await may_be_limited_on_loop(spec.owner, spec.plugin, spec.concurrency_key):
+        (submitted,) = await db.run(create_executions, [spec])
         return submitted
     try:
         (submitted,) = await run_on_loop(_creating([spec]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from agentq.core import db
 from agentq.core.db import autocommit_scope
 from agentq.core.models import ApiKey, PluginCommand
 from agentq.core.settings import settings
@@ -51,10 +52,27 @@ def may_be_limited(owner: str, plugin: str, concurrency_key: str | None) -> bool
     only then does its submission go through admission."""
     if concurrency_key is not None or plugin in settings.plugin_limits:
         return True
-    if time.monotonic() - _known.at > settings.catalog_ttl_s:
-        with _known.lock:
-            if time.monotonic() - _known.at > settings.catalog_ttl_s:
+    if _stale():
+        # Not waited for: on the API's event loop the holder may be another request,
+        # which resumes only once this one yields; only a first read is made twice.
+        held = _known.lock.acquire(blocking=False)
+        try:
+            if (held or _known.at == -math.inf) and _stale():
                 plugins, owners = limited_plugins_and_owners()
                 _known.plugins, _known.owners = frozenset(plugins), frozenset(owners)
                 _known.at = time.monotonic()
+        finally:
+            if held:
+                _known.lock.release()
     return plugin in _known.plugins or owner in _known.owners
+
+
+async def may_be_limited_on_loop(owner: str, plugin: str, concurrency_key: str | None) -> bool:
+    """``may_be_limited``, awaited on the API's event loop."""
+    if _stale() and concurrency_key is None and plugin not in settings.plugin_limits:
+        return await db.run(may_be_limited, owner, plugin, concurrency_key)
+    return may_be_limited(owner, plugin, concurrency_key)
+
+
+def _stale() -> bool:
+    return time.monotonic() - _known.at > settings.catalog_ttl_s

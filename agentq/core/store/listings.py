@@ -67,12 +67,12 @@ def get_execution(execution_id: str, owner: str) -> Execution:
 
 
 async def get_execution_on_loop(execution_id: str, owner: str) -> Execution:
-    """``get_execution``, awaited on the event loop (``db.async_engine``)."""
+    """``get_execution``, awaited on the API's event loop."""
     return _the_one(await get_executions_on_loop([(execution_id, owner)]))
 
 
 async def get_executions_on_loop(wanted: Sequence[tuple[str, str]]) -> list[Execution | ExecutionNotFound]:
-    """``get_executions``, awaited on the event loop (``db.async_engine``)."""
+    """``get_executions``, awaited on the API's event loop."""
     return await run_on_loop(_reading(wanted))
 
 

@@ -47,7 +47,12 @@ def subscribed() -> dict[str, list[Subscription]]:
     expires, by_owner = _cache
     if time.monotonic() < expires:
         return by_owner
-    with _cache_lock:
+    # Not waited for: on the API's event loop the holder may be another request, which
+    # resumes only once this one yields. Meanwhile the endpoints read last serve.
+    held = _cache_lock.acquire(blocking=False)
+    if not held and expires:
+        return by_owner
+    try:
         if time.monotonic() < _cache[0]:
             return _cache[1]
         query = select(WebhookEndpoint.id, WebhookEndpoint.owner, WebhookEndpoint.events).where(
@@ -59,6 +64,9 @@ def subscribed() -> dict[str, list[Subscription]]:
                 fresh.setdefault(owner, []).append(Subscription(endpoint_id, frozenset(events)))
         _cache = (time.monotonic() + settings.webhook_cache_s, fresh)
         return fresh
+    finally:
+        if held:
+            _cache_lock.release()
 
 
 def forget_subscriptions() -> None:

@@ -29,7 +29,7 @@ from agentq.core import db, heap, logs, notify, store
 from agentq.core.queue import app as celery_app
 from agentq.core.settings import settings
 from agentq.devprocs import redis_server_path
-from api import auth, polling, submit
+from api import auth
 from api.catalog import catalog
 from api.main import create_app
 from api.ratelimit import limiter
@@ -50,6 +50,8 @@ def bearer(key: str) -> dict[str, str]:
 def _forget_engines() -> None:
     """Close and forget this process's engines and sessions: they are made once, lazily,
     for the database URL of the moment."""
+    # The API's asyncio engines are closed by its lifespan (``db.stop_serving_on_loop``);
+    # the sync ones of this thread (tests that read or set rows themselves) here.
     for made in (db.engine, db.autocommit_engine):
         if made.cache_info().currsize:
             made().dispose()
@@ -197,10 +199,6 @@ def local(
     monkeypatch.setattr(limiter, "_script", None)
     monkeypatch.setattr(auth, "_cache", {})
     monkeypatch.setattr(catalog, "_loaded_at", float("-inf"))
-    # The API picked its event-loop paths when it was imported, for the test process's
-    # MySQL URL; on SQLite it serves from the thread pool, as when imported by agentq dev.
-    monkeypatch.setattr(submit.submit_single, "_serve", submit._submit_in_threadpool)
-    monkeypatch.setattr(polling._reads_together, "_serve", polling._read_in_threadpool)
     # The lifespan also tunes the process (logging, the garbage collector): this one is pytest's.
     for module, name in ((logs, "configure"), (heap, "freeze_startup"), (heap, "collect_less_often")):
         monkeypatch.setattr(module, name, lambda *_, **__: None)

@@ -2,7 +2,7 @@
 
 from sqlalchemy import update
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.db import session_scope
 from agentq.core.models import Execution, ExecutionStatus
 from tests.unit.api.conftest import LocalAPI
@@ -13,16 +13,20 @@ def test_a_run_cancelled_while_running_keeps_its_slot_from_the_reaper(local: Loc
     first = local.submit("echo", "echo", {"n": 1}, concurrency_key="one-at-a-time")
     second = local.submit("echo", "echo", {"n": 2}, concurrency_key="one-at-a-time")
     assert (first["waiting_on"], second["waiting_on"]) == (None, ["concurrency_key:one-at-a-time"])
-    with session_scope() as session:  # as a worker's claim leaves it
-        session.execute(
-            update(Execution).where(Execution.id == first["id"]).values(status=ExecutionStatus.RUNNING)
-        )
+
+    def claimed() -> None:  # as a worker's claim leaves it
+        with session_scope() as session:
+            session.execute(
+                update(Execution).where(Execution.id == first["id"]).values(status=ExecutionStatus.RUNNING)
+            )
+
+    db.call(claimed)  # on the API's event loop, whose engines these are
 
     assert local.client.post(f"/v1/executions/{first['id']}/cancel").json()["status"] == "cancelled"
 
     # Its worker has not stopped it yet: the reaper's pass leaves its slot taken
-    assert store.admit_held() == []
+    assert db.call(store.admit_held) == []
     assert local.get(second["id"])["waiting_on"] == ["concurrency_key:one-at-a-time"]
     # Once the worker has stopped it, the slot goes to the next
-    assert [e.id for e in store.free_slots([first["id"]])] == [second["id"]]
+    assert [e.id for e in db.call(store.free_slots, [first["id"]])] == [second["id"]]
     assert local.get(second["id"])["waiting_on"] is None

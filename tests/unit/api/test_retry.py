@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agentq.core import store
+from agentq.core import db, store
 from agentq.core.errors import InvalidRequest
 from agentq.core.models import ExecutionStatus
 from api.schemas import ExecutionRetryFilter
@@ -85,7 +85,12 @@ def test_the_store_re_drives_1_to_1000_at_once(limit: int) -> None:
 
 def test_a_bulk_retry_key_too_long_to_derive_its_rows_keys_from_is_refused() -> None:
     with pytest.raises(InvalidRequest, match=f"at most {store.MAX_BULK_KEY} characters"):
-        store.retry_executions(store.RetryFilter(), "owner", idempotency_key="k" * (store.MAX_BULK_KEY + 1))
+        db.call(
+            store.retry_executions,
+            store.RetryFilter(),
+            "owner",
+            idempotency_key="k" * (store.MAX_BULK_KEY + 1),
+        )
 
 
 def test_a_bulk_retry_key_too_long_for_its_rows_keys_is_a_422(local: LocalAPI) -> None:
