@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import await_, greenlet_spawn
 
@@ -233,12 +233,6 @@ def autocommit_engine() -> Engine:
     if _loop is not None:
         return _async_autocommit_engine().sync_engine
     return make_engine(settings.database_url, autocommit=True)
-
-
-def loop_connection() -> AsyncConnection:
-    """A connection of the API's autocommit engine, for a plan awaited on the loop:
-    ``async with loop_connection() as connection``."""
-    return _async_autocommit_engine().connect()
 
 
 async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

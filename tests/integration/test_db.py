@@ -127,11 +127,11 @@ class Via:
             with autocommit_scope() as session:
                 return int(session.execute(sql).scalar_one())
 
-        async def on_loop() -> int:
-            async with db.loop_connection() as connection:
-                return int((await connection.execute(sql)).scalar_one())
+        def on_loop() -> int:
+            with db.autocommit_engine().connect() as connection:
+                return int(connection.execute(sql).scalar_one())
 
-        return self.runner.run(on_loop())
+        return self.runner.run(db.run(on_loop))
 
 
 @pytest.fixture(params=["thread", "loop"])
@@ -360,11 +360,14 @@ def test_a_dead_idle_connection_is_replaced_before_it_fails_a_request(
 def test_the_loops_connections_go_back_to_the_pool_even_after_a_failed_use() -> None:
     async def scenario() -> tuple[int, int]:
         db.serve_on_loop()
+
+        def use(sql: str) -> int:
+            with db.autocommit_engine().connect() as connection:
+                return int(connection.execute(text(sql)).scalar_one())
+
         with pytest.raises(ProgrammingError, match="no_such_table"):
-            async with db.loop_connection() as connection:
-                await connection.execute(text("SELECT * FROM no_such_table"))
-        async with db.loop_connection() as connection:
-            answer = int((await connection.execute(text("SELECT 2"))).scalar_one())
+            await db.run(use, "SELECT * FROM no_such_table")
+        answer = await db.run(use, "SELECT 2")
         pool = db.autocommit_engine().pool
         checked_out = pool.checkedout()  # type: ignore[attr-defined]
         await db.stop_serving_on_loop()
