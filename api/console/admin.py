@@ -34,6 +34,7 @@ def _flower_url(request: Request) -> str:
 
 
 def _page(request: Request, viewer: Viewer, status_code: int = 200, **context: object) -> HTMLResponse:
+    """The admin page; it reads the store: from a coroutine, through ``db.run``."""
     return page(
         request,
         "admin.html",
@@ -57,10 +58,10 @@ async def create_key(request: Request, viewer: ViewerDep) -> HTMLResponse:
     try:
         key_in = ApiKeyCreate(name=(await form(request)).get("name", "").strip())
     except ValidationError as exc:
-        return _page(request, viewer, 422, name_error=_refusal(exc))
+        return await db.run(_page, request, viewer, 422, name_error=_refusal(exc))
     created = await db.run(api_keys.create_key, key_in, Response(), viewer.owner)
     # The secret is in this answer only, as from POST /v1/keys.
-    return _page(request, viewer, 201, created=created)
+    return await db.run(_page, request, viewer, 201, created=created)
 
 
 @router.post("/admin/keys/{key_id}/revoke")
@@ -77,7 +78,7 @@ async def set_key_max_running(key_id: str, request: Request, viewer: ViewerDep) 
     try:
         key_in = ApiKeyUpdate.model_validate({"max_running": value or None})
     except ValidationError as exc:
-        return _page(request, viewer, 422, key_limit_error=(key_id, _refusal(exc)))
+        return await db.run(_page, request, viewer, 422, key_limit_error=(key_id, _refusal(exc)))
     await db.run(api_keys.update_key, key_id, key_in, viewer.owner)
     return RedirectResponse("/ui/admin", status_code=303)
 
@@ -93,7 +94,7 @@ async def put_limit(request: Request, viewer: ViewerDep) -> Response:
         key = _CONCURRENCY_KEY.validate_python(fields.get("concurrency_key", "").strip())
         limit_in = LimitUpdate.model_validate({"max_running": fields.get("max_running", "").strip()})
     except ValidationError as exc:
-        return _page(request, viewer, 422, limit_error=_refusal(exc))
+        return await db.run(_page, request, viewer, 422, limit_error=_refusal(exc))
     await api_limits.put_limit(key, limit_in, viewer.owner)
     return RedirectResponse("/ui/admin", status_code=303)
 

@@ -64,4 +64,6 @@ async def run_command(request: Request, plugin: str, command: str, viewer: Viewe
             errors = {"": "; ".join(str(e["msg"]) for e in exc.errors())}
         except InvalidRequest as exc:
             errors = schemaforms.errors_by_field(exc.errors, exc.detail, form_fields)
-    return _render(request, viewer, 422, plugin=plugin, command=command, sent=sent, errors=errors)
+    return await db.run(
+        _render, request, viewer, 422, plugin=plugin, command=command, sent=sent, errors=errors
+    )

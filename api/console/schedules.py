@@ -62,6 +62,7 @@ def _edit_page(
     errors: dict[str, str],
     status_code: int = 200,
 ) -> HTMLResponse:
+    """The form; the catalog it lists may be read: from a coroutine, through ``db.run``."""
     return page(
         request,
         "schedule_form.html",
@@ -142,7 +143,7 @@ async def _save(request: Request, viewer: Viewer, schedule_id: str | None) -> Re
     if not errors:
         errors = await db.run(_saved, viewer, schedule_id, body)
     if errors:
-        return _edit_page(request, viewer, schedule_id, sent, errors, 422)
+        return await db.run(_edit_page, request, viewer, schedule_id, sent, errors, 422)
     return RedirectResponse("/ui/schedules", status_code=303)
 
 
