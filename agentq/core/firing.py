@@ -115,7 +115,7 @@ def fire_due(now: datetime | None = None, *, budget_s: float = math.inf, batch: 
     """Fire every due schedule once per slot, ``batch`` (``AGENTQ_BEAT_BATCH_SIZE``) at a time.
 
     Each set is one transaction (``store.fire_set``) and one ``queue.publish``; sets go
-    on until one is not full, or ``budget_s`` has passed. Due means at ``now``, or, when
+    on until a read finds none due, or ``budget_s`` has passed. Due means at ``now``, or, when
     ``now`` is None, at the moment each set is read.
     """
     fires = _fire_due(now, budget_s, batch or settings.beat_batch_size)
@@ -154,7 +154,10 @@ def _fire_due(now: datetime | None, budget_s: float, size: int, publish: Publish
         fires.add(_published(done, fired, publish))
         if len(done) < len(firings) and (conflicts := conflicts + 1) <= _CONFLICTS_MOST:
             continue  # another firer won some of the set: what is still due is read again
-        if len(firings) < size or not done:
+        # A set that was not full does not mean that nothing else is due: racing firers'
+        # reads skip what another holds, and each may skip rows that none of them fires
+        # (MariaDB). Sets go on until a read finds nothing.
+        if not firings or not done:
             return fires
         if time.monotonic() - started >= budget_s:
             fires.left_due = True
