@@ -164,6 +164,8 @@ class Command:
     func: CommandFunc
     description: str
     result_type: str | None
+    # A sync command that computes (True) or waits (False); None: the worker learns it.
+    cpu_bound: bool | None = None
 
     @property
     def is_async(self) -> bool:
@@ -174,9 +176,15 @@ class Command:
 
 
 def command(
-    params: type[ParamsT], *, name: str | None = None, result_type: str | None = None
+    params: type[ParamsT],
+    *,
+    name: str | None = None,
+    result_type: str | None = None,
+    cpu_bound: bool | None = None,
 ) -> Callable[[CommandFunc], CommandFunc]:
-    """Mark a plugin method as a command taking ``params``."""
+    """Mark a plugin method as a command taking ``params``. ``cpu_bound`` says whether a
+    sync command spends its time computing in Python (run on few threads of a worker)
+    or waiting (on many); left out, the worker learns it from the command's runs."""
 
     def mark(func: CommandFunc) -> CommandFunc:
         doc = inspect.getdoc(func) or ""
@@ -186,6 +194,7 @@ def command(
             func=func,
             description=doc.splitlines()[0] if doc else "",
             result_type=result_type,
+            cpu_bound=cpu_bound,
         )
         return func
 

@@ -37,6 +37,7 @@ from agentq.core import notify, store
 from agentq.core.grouping import GroupingThread
 from agentq.core.models import Execution, ExecutionStatus
 from agentq.core.settings import settings
+from agentq.plugin import Command
 from workers import outcomes, recorder
 from workers.attempt import Attempt, Key, StopReason
 from workers.heartbeat import Heartbeat
@@ -71,8 +72,8 @@ class Runtime:
         # Every run the process holds, from its claim until its outcome is written.
         self._running: dict[Key, Attempt] = {}
         # Sync commands of a many-execution message run here, side by side, taking turns
-        # between API keys (workers/turns.py).
-        self._sync_threads = Turns(settings.worker_concurrency, "agentq-sync")
+        # between API keys, CPU-bound ones on few threads (workers/turns.py).
+        self._sync_threads = Turns(settings.worker_concurrency, "agentq-sync", settings.worker_cpu_threads)
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
         # Claims of messages that arrive together share a transaction, and so do the
         # outcomes of attempts that end together.
@@ -177,14 +178,18 @@ class Runtime:
             for run in runs:
                 run.interrupt(StopReason.HAND_BACK)
         commands = [(run, command) for run in runs if (command := self._command(run)) is not None]
+        on_loop = [(run, call) for run, (call, cmd) in commands if cmd.is_async]
+        sync = [(run, call, cmd) for run, (call, cmd) in commands if not cmd.is_async]
+        here = lone_here and len(runs) == 1 and bool(sync)
+        # A sync run that waits for a thread has its timeout counted from when it gets one.
+        waiting = set() if here else {run.id for run, _, _ in sync}
         # One hop to the loop for the whole message: the timers, and the async commands.
-        on_loop = [(run, call) for run, (call, is_async) in commands if is_async]
-        self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop)
-        sync = [(run, call) for run, (call, is_async) in commands if not is_async]
-        if lone_here and len(runs) == 1 and sync:
-            return sync[0]
-        for run, call in sync:
-            self._sync_threads.submit(run.row.owner, partial(self._run_sync, run, call))
+        self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop, waiting)
+        if here:
+            return sync[0][0], sync[0][1]
+        for run, call, cmd in sync:
+            job = partial(self._run_queued, run, call)
+            self._sync_threads.submit(run.row.owner, job, (run.row.plugin, cmd.name), cmd.cpu_bound)
         return None
 
     def _ended_one(self, run: Attempt, _: "Future[str]") -> None:
@@ -207,9 +212,9 @@ class Runtime:
             )
         return claimed
 
-    def _command(self, run: Attempt) -> tuple[Callable[[], Any], bool] | None:
-        """The call that runs the command, and whether it is async; None if the execution
-        failed already (unknown command, invalid params)."""
+    def _command(self, run: Attempt) -> tuple[Callable[[], Any], Command] | None:
+        """The call that runs the command, and the command; None if the execution failed
+        already (unknown command, invalid params)."""
         try:
             plugin, cmd = self.registry.command(run.row.plugin, run.row.command)
             params = cmd.params_model.model_validate(run.row.params)
@@ -217,13 +222,25 @@ class Runtime:
         except Exception as exc:
             self._ran(run, outcomes.ended(run, exc))
             return None
-        return partial(bound, run.ctx, params), cmd.is_async
+        return partial(bound, run.ctx, params), cmd
 
-    def _start_on_loop(self, runs: list[Attempt], calls: list[tuple[Attempt, Callable[[], Any]]]) -> None:
+    def _start_on_loop(
+        self, runs: list[Attempt], calls: list[tuple[Attempt, Callable[[], Any]]], waiting: set[str]
+    ) -> None:
         for run in runs:
-            run.timer = self.loop.call_later(run.row.timeout_s, run.interrupt, StopReason.TIMED_OUT)
+            if run.id not in waiting:
+                self._start_timer(run)
         for run, call in calls:
             self._create_task(run, call)
+
+    def _start_timer(self, run: Attempt) -> None:
+        run.timer = self.loop.call_later(run.row.timeout_s, run.interrupt, StopReason.TIMED_OUT)
+
+    def _run_queued(self, run: Attempt, call: Callable[[], Any]) -> None:
+        """A sync run that waited for a thread: its timeout starts now (scheduled on the
+        loop before its end cancels it)."""
+        self.loop.call_soon_threadsafe(self._start_timer, run)
+        self._run_sync(run, call)
 
     def _ran(self, run: Attempt, ran: Ran) -> None:
         self._recorder.submit((run, ran), answer=run.outcome)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
 
     default_queue: str = "agentq"
     worker_concurrency: Annotated[int, Field(ge=1, le=4096)] = 64
+    # Of a worker process's sync threads, how many may run CPU-bound commands at once
+    # (learned from their runs, or declared); more add no throughput under the GIL and
+    # starve the worker's own threads. 0: no such limit.
+    worker_cpu_threads: Annotated[int, Field(ge=0, le=4096)] = 1
     # Executions per broker message: a batch is claimed, run and finished a chunk at a time.
     chunk_size: Annotated[int, Field(ge=1, le=1000)] = 100
     default_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 300
