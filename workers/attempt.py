@@ -98,6 +98,9 @@ class Attempt:
         self.pending = PendingEvents(settings.max_log_lines - row.log_lines)
         self.ctx = Context(row.id, row.attempts, on_progress=self.pending.progress, on_log=self.pending.log)
         self.started = time.monotonic()
+        # When the command began, which its timeout counts from: a sync run waiting for a
+        # thread sets it (None meanwhile) when it gets one.
+        self.began: float | None = self.started
         self.stop_reason: StopReason | None = None
         self.recorded = False  # the outcome was written (possibly without the command)
         self.outcome: Future[str] = Future()  # the status recorded once the command ended

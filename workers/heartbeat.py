@@ -98,12 +98,13 @@ def finish_stuck(runs: Iterable[Attempt]) -> None:
     one on a loop that some plugin blocks): record the timeout without it."""
     now = time.monotonic()
     for run in runs:
-        if run.recorded or now - run.started <= run.row.timeout_s:
+        began = run.began  # None: a sync run still waiting for a thread, not timing yet
+        if run.recorded or began is None or now - began <= run.row.timeout_s:
             continue
         if run.stop_reason is None:  # its timer is on the blocked loop
             run.interrupt(StopReason.TIMED_OUT)
         elif (
             run.stop_reason is StopReason.TIMED_OUT
-            and now - run.started > run.row.timeout_s + settings.stop_grace_s
+            and now - began > run.row.timeout_s + settings.stop_grace_s
         ):
             write([(run, did_not_stop(run))])

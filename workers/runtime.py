@@ -71,8 +71,9 @@ class Runtime:
         self.loop = asyncio.new_event_loop()
         # Every run the process holds, from its claim until its outcome is written.
         self._running: dict[Key, Attempt] = {}
-        # Sync commands of a many-execution message run here, side by side, taking turns
-        # between API keys, CPU-bound ones on few threads (workers/turns.py).
+        # Sync commands of a many-execution message (and a lone one that computes) run
+        # here, side by side, taking turns between API keys, those that compute on few
+        # threads (workers/turns.py).
         self._sync_threads = Turns(settings.worker_concurrency, "agentq-sync", settings.worker_cpu_threads)
         self._thread = threading.Thread(target=self._serve, name="agentq-loop", daemon=True)
         # Claims of messages that arrive together share a transaction, and so do the
@@ -179,17 +180,21 @@ class Runtime:
                 run.interrupt(StopReason.HAND_BACK)
         commands = [(run, command) for run in runs if (command := self._command(run)) is not None]
         on_loop = [(run, call) for run, (call, cmd) in commands if cmd.is_async]
-        sync = [(run, call, cmd) for run, (call, cmd) in commands if not cmd.is_async]
-        here = lone_here and len(runs) == 1 and bool(sync)
-        # A sync run that waits for a thread has its timeout counted from when it gets one.
-        waiting = set() if here else {run.id for run, _, _ in sync}
+        sync = [
+            (run, call, ((run.row.plugin, cmd.name), cmd.cpu_bound))
+            for run, (call, cmd) in commands
+            if not cmd.is_async
+        ]
+        here = lone_here and len(runs) == 1 and bool(sync) and not self._sync_threads.computes(*sync[0][2])
+        if not here:
+            for run, _, _ in sync:
+                run.began = None  # waits for a thread: its timeout counts from when it gets one
         # One hop to the loop for the whole message: the timers, and the async commands.
-        self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop, waiting)
+        self.loop.call_soon_threadsafe(self._start_on_loop, runs, on_loop)
         if here:
             return sync[0][0], sync[0][1]
-        for run, call, cmd in sync:
-            job = partial(self._run_queued, run, call)
-            self._sync_threads.submit(run.row.owner, job, (run.row.plugin, cmd.name), cmd.cpu_bound)
+        for run, call, kind in sync:
+            self._sync_threads.submit(run.row.owner, partial(self._run_queued, run, call), *kind)
         return None
 
     def _ended_one(self, run: Attempt, _: "Future[str]") -> None:
@@ -224,22 +229,24 @@ class Runtime:
             return None
         return partial(bound, run.ctx, params), cmd
 
-    def _start_on_loop(
-        self, runs: list[Attempt], calls: list[tuple[Attempt, Callable[[], Any]]], waiting: set[str]
-    ) -> None:
+    def _start_on_loop(self, runs: list[Attempt], calls: list[tuple[Attempt, Callable[[], Any]]]) -> None:
         for run in runs:
-            if run.id not in waiting:
-                self._start_timer(run)
+            run.timer = self.loop.call_later(run.row.timeout_s, self._time_out, run)
         for run, call in calls:
             self._create_task(run, call)
 
-    def _start_timer(self, run: Attempt) -> None:
-        run.timer = self.loop.call_later(run.row.timeout_s, run.interrupt, StopReason.TIMED_OUT)
+    def _time_out(self, run: Attempt) -> None:
+        """The run's timeout, counted from when its command began: one that waited for a
+        thread gets the rest of its time (its timer, set at the claim, goes on)."""
+        began = run.began
+        left = run.row.timeout_s if began is None else began + run.row.timeout_s - time.monotonic()
+        if left > 0:
+            run.timer = self.loop.call_later(left, self._time_out, run)
+        else:
+            run.interrupt(StopReason.TIMED_OUT)
 
     def _run_queued(self, run: Attempt, call: Callable[[], Any]) -> None:
-        """A sync run that waited for a thread: its timeout starts now (scheduled on the
-        loop before its end cancels it)."""
-        self.loop.call_soon_threadsafe(self._start_timer, run)
+        run.began = time.monotonic()
         self._run_sync(run, call)
 
     def _ran(self, run: Attempt, ran: Ran) -> None:

@@ -35,6 +35,7 @@ class Turns:
         self._seq = itertools.count()
         self._ready = threading.Condition()
         self.lane = CpuLane(cpu_threads if cpu_threads < n else 0)
+        self._prober: int | None = None  # the thread that watches the lane's runs
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(n)
         ]
@@ -52,7 +53,18 @@ class Turns:
             if kinds is None:
                 kinds = self._waiting[key] = {}
             kinds.setdefault(kind, deque()).append((next(self._seq), job))
-            self._ready.notify()
+            # A job for the full lane wakes no thread: the lane's own, once free, takes it.
+            if not self._computes(kind) or self.lane.free():
+                self._ready.notify()
+
+    def computes(self, kind: Hashable, cpu_bound: bool | None) -> bool:
+        """Whether a job of ``kind`` would run in the lane."""
+        with self._ready:
+            self.lane.declare(kind, cpu_bound)
+            return self._computes(kind)
+
+    def _computes(self, kind: Hashable) -> bool:
+        return self.lane.threads > 0 and self.lane.is_cpu(kind)
 
     def _take(self) -> tuple[Hashable, Job, bool] | None:
         """The next job a free thread may run: (its kind, the job, whether it goes in the
@@ -61,7 +73,7 @@ class Turns:
         for key, kinds in self._waiting.items():
             best: tuple[int, Hashable, bool] | None = None
             for kind, jobs in kinds.items():
-                cpu = self.lane.threads > 0 and self.lane.is_cpu(kind)
+                cpu = self._computes(kind)
                 if (lane_free or not cpu) and (best is None or jobs[0][0] < best[0]):
                     best = jobs[0][0], kind, cpu
             if best is None:
@@ -77,6 +89,11 @@ class Turns:
             return kind, job, cpu
         return None
 
+    def _more(self) -> bool:
+        """Whether a waiting job could start now."""
+        lane_free = self.lane.free()
+        return any(lane_free or not self._computes(k) for kinds in self._waiting.values() for k in kinds)
+
     def _next(self, me: int) -> tuple[Hashable, Job, bool]:
         with self._ready:
             while True:
@@ -84,12 +101,21 @@ class Turns:
                 if taken is not None:
                     if taken[2]:
                         self.lane.hold(me, taken[0])
+                    if self._prober == me:
+                        self._prober = None
+                        self._ready.notify()  # another thread watches the lane
+                    elif self._more():
+                        self._ready.notify()  # a thread each, not one handed off per job
                     return taken
-                if self._waiting and self.lane.probing():
-                    # Jobs wait for the lane: look again soon whether its runs compute.
+                if self._waiting and self.lane.probing() and self._prober in (None, me):
+                    # Jobs wait for the lane: one thread looks again soon whether its runs
+                    # compute (the others sleep until woken).
+                    self._prober = me
                     if not self._ready.wait(PROBE_S) and self.lane.release_waiting():
                         self._ready.notify_all()
                 else:
+                    if self._prober == me:
+                        self._prober = None
                     self._ready.wait()
 
     def _serve(self) -> None:
@@ -104,5 +130,5 @@ class Turns:
             cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
             with self._ready:
                 self.lane.learn(kind, cpu, wall)
-                if in_lane and self.lane.leave(me):
-                    self._ready.notify()  # a job waiting for the lane may go
+                if in_lane:
+                    self.lane.leave(me)  # this thread takes the next job itself

@@ -112,3 +112,24 @@ def test_importing_agentq_loads_neither_pydantic_nor_the_api_nor_celery() -> Non
     )
 
     assert loaded.stdout.split() == []
+
+
+def test_a_command_may_declare_whether_it_computes() -> None:
+    from pydantic import BaseModel
+
+    class Params(BaseModel):
+        n: int = 1
+
+    class Mixed(agentq.Plugin):
+        name = "sdk-mixed"
+
+        @agentq.command(Params, cpu_bound=True)
+        def crunch(self, _ctx: agentq.Context, params: Params) -> int:
+            return params.n
+
+        @agentq.command(Params)
+        def fetch(self, _ctx: agentq.Context, params: Params) -> int:
+            return params.n
+
+    assert Mixed.commands["crunch"].cpu_bound is True
+    assert Mixed.commands["fetch"].cpu_bound is None  # learned by the worker from its runs

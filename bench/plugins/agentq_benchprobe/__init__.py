@@ -4,6 +4,8 @@ A benchmark puts this folder on the worker's PYTHONPATH (the entry point is in t
 dist-info beside it), submits ``probe.lag`` before its load, and creates ``stop_file``
 after it. Every ``interval_s`` the probe asks to be woken; how much later than asked it
 wakes is the loop's lag: the time other callbacks held the loop.
+
+``burn``: a CPU-bound sync command (a Python loop), for ``bench.cpu_fairness``.
 """
 
 import asyncio
@@ -50,3 +52,22 @@ class ProbePlugin(Plugin):
             "p99_ms": percentile_ms(samples, 99),
             "max_ms": percentile_ms(samples, 100),
         }
+
+
+class SpinParams(BaseModel):
+    cpu_ms: float = Field(10, ge=0, le=60_000, description="CPU time of its own thread to spend.")
+
+
+class BurnPlugin(Plugin):
+    name = "burn"
+    description = "Computes in Python: a sync command that spends its thread's CPU time."
+    version = "0.1"
+
+    @command(SpinParams)
+    def spin(self, ctx: Context, params: SpinParams) -> dict[str, Any]:
+        """Spend ``cpu_ms`` of this thread's CPU time in a Python loop."""
+        end = time.thread_time() + params.cpu_ms / 1000
+        spins = 0
+        while time.thread_time() < end:
+            spins += 1
+        return {"spins": spins}
