@@ -85,3 +85,19 @@ def test_one_keys_cpu_bound_backlog_does_not_hold_back_anothers_run(stack: Stack
     # B's run while hundreds of them started (100 to 250 with no lane); on one thread,
     # B's run is claimed at once and goes next, before A's runs had a turn on every thread.
     assert before < 64, before
+
+
+def test_a_run_waiting_for_the_cpu_lane_is_not_timed_out_for_it(stack: Stack, tmp_path: Path) -> None:
+    _, a = key_client(stack, "spin-timeout")
+    record = tmp_path / "spin.log"
+    worker = start_worker(child_env(stack.env), stack.log_dir, "spin-t", queues="agentq.spin", concurrency=64)
+    stack.extra.append(worker)
+    try:
+        with a:
+            # 3 s of CPU in all, one run at a time: the last waits twice its timeout.
+            ids = submit_all(a, [{**spin(record, 50), "timeout_s": 1.5}] * 60)
+            ended = wait_all_ended(ids, 120)
+    finally:
+        stack.stop(worker)
+    # Counted from the claim, the runs at the back would time out before they began.
+    assert [r.status.value for r in ended] == ["succeeded"] * 60

@@ -247,6 +247,21 @@ def test_the_heartbeat_times_out_a_run_whose_timer_is_on_a_blocked_loop() -> Non
     assert on_time.stop_reason is None
 
 
+def test_a_sync_run_waiting_for_a_thread_is_not_timed_out_until_it_has_run_its_time() -> None:
+    waiting, began = held(1, 0, timeout_s=0.01), held(1, 0, timeout_s=0.01)
+    waiting.began = None  # still waiting for a sync thread
+    time.sleep(0.05)
+    began.began = time.monotonic()  # got one just now
+
+    heartbeat.finish_stuck([waiting, began])
+
+    assert waiting.stop_reason is None
+    assert began.stop_reason is None
+    time.sleep(0.05)
+    heartbeat.finish_stuck([began])
+    assert began.stop_reason == "timed_out"
+
+
 def fake_run(execution_id: str, plugin: str, command: str) -> Attempt:
     row = SimpleNamespace(id=execution_id, attempts=1, log_lines=0, plugin=plugin, command=command)
     return Attempt(row)  # type: ignore[arg-type]
