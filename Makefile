@@ -57,4 +57,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.schedules
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.fairness
+	$(BIN)/python -m bench.cpu_fairness
 	$(BIN)/python -m bench.console

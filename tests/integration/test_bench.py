@@ -37,12 +37,17 @@ RUNS = {
         "--backlog", "8", "--b-runs", "2", "--limit-runs", "5", "--p1-n", "50", "--p1-rounds", "1",
         "--baseline", "HEAD",
     ],
+    "cpu_fairness": [
+        "--backlog", "20", "--b-runs", "2", "--io-runs", "10", "--p1-n", "50", "--rounds", "1",
+        "--baseline", "HEAD",
+    ],
 }  # fmt: skip
 # Two stacks, one after the other; fairness starts seven.
-TIMEOUTS_S = {"schedules": 300, "fairness": 900}
+TIMEOUTS_S = {"schedules": 300, "fairness": 900, "cpu_fairness": 600}
 # Figures a benchmark must have written (a part of each row's name).
 FIGURES = {
     "fairness": ["B submit→succeeded p99", "A throughput", "most running at once", "wall time", "P1 batch"],
+    "cpu_fairness": ["B echo submit→succeeded p99", "A runs/s", "I/O-bound sync runs", "P1 batch"],
     "io_concurrency": [
         "async sleep",
         "GETs, bare asyncio, one shared httpx.AsyncClient",
