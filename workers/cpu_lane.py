@@ -75,9 +75,6 @@ class CpuLane:
             return declared
         return kind not in self._outside
 
-    def ratio(self, kind: Hashable) -> float | None:
-        return self._ratio.get(kind)
-
     def learn(self, kind: Hashable, cpu_s: float, wall_s: float) -> None:
         if wall_s <= 0:
             return
