@@ -91,6 +91,8 @@ class Runtime:
             else None
         )
         self._handing_back = False
+        # What a finish of this process may claim for it (``runs_here``).
+        self._starter = store.Starter(worker, settings.lease_s, self.runs_here)
         self._draining: float | None = None  # when the warm shutdown's runs must be done
         # Called once a run a finish started has ended (as Celery's task_postrun is after a
         # message): the memory limit's check.
@@ -285,8 +287,7 @@ class Runtime:
     def _record(self, ended: list[tuple[Attempt, Ran]]) -> list[str]:
         """The recorder thread: write the outcomes of attempts that ended, then publish what
         runs again; returns each one's recorded status."""
-        starter = store.Starter(self.worker, settings.lease_s, self.runs_here)
-        return recorder.record(ended, self._running, starter, self.start_claimed)
+        return recorder.record(ended, self._running, self._starter, self.start_claimed)
 
     def drain(self) -> None:
         """The worker is shutting down: runs still going after the grace period are handed

@@ -199,8 +199,7 @@ def _refill(
     session: Session, written: set[str], admitted: list[Execution], starter: Starter | None, now: datetime
 ) -> Finished:
     """Claim for the finishing worker the admitted executions it runs (``Starter``)."""
-    mine = [e for e in admitted if starter.runs(e)] if starter is not None else []
-    if starter is None or not mine:
+    if starter is None or not (mine := [e for e in admitted if starter.runs(e)]):
         return Finished(written, admitted)
     by_attempts: dict[int, list[str]] = defaultdict(list)
     for execution in mine:
